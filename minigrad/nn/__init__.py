@@ -1,0 +1,10 @@
+"""Neural-network building blocks with PyTorch's names and layouts.
+
+Reading order: module.py (Module, Parameter, containers), layers.py, utils.py (gradient clipping).
+"""
+from minigrad.nn import utils
+from minigrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Tanh
+from minigrad.nn.module import Module, ModuleList, Parameter, Sequential
+
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "Linear", "Embedding", "LayerNorm",
+           "Dropout", "GELU", "ReLU", "Tanh", "utils"]

@@ -1,0 +1,185 @@
+"""Module and Parameter: the containers that hold a model's weights, as in PyTorch.
+
+A Module records every Parameter and sub-Module assigned to it as an attribute,
+so `named_parameters()` can walk the tree and give dotted names
+("h.0.attn.c_attn.weight") that `state_dict()` and `load_state_dict()` use.
+
+Read next: layers.py.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any, Iterable, Iterator
+
+from minigrad.backend import backend_of_array, to_device
+from minigrad.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module owns and an optimizer updates: a leaf that requires grad."""
+
+    __slots__ = ("_optimizers",)
+
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
+        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+        self._optimizers: weakref.WeakSet[Any] = weakref.WeakSet()  # whose state moves with .to()
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before setting {name!r}")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} has no forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # ---- the tree ------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._modules.items()
+
+    def children(self) -> Iterator[Module]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) pairs; a parameter shared by two modules (tied weights) comes once."""
+        seen: set[int] = set()
+        for prefix, m in self.named_modules():
+            for name, p in m._parameters.items():
+                if remove_duplicate and id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{prefix}.{name}" if prefix else name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters():
+            yield p
+
+    # ---- modes and grads --------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    # ---- devices -------------------------------------------------------------------
+    def to(self, device: str) -> Module:
+        """Move every parameter (in place, so optimizers still hold them), its grad and the
+        optimizer state kept for it to `device`."""
+        optimizers = set()
+        for p in self.parameters():
+            p.data = to_device(p.data, device)
+            if p.grad is not None:
+                p.grad = p.grad.to(device)
+            optimizers.update(p._optimizers)
+        for opt in optimizers:
+            opt.to(device)
+        return self
+
+    # ---- saving and loading ------------------------------------------------------------
+    def state_dict(self) -> dict[str, Tensor]:
+        """Every parameter under its dotted name, tied ones under each of their names (as PyTorch)."""
+        return {name: p.detach() for name, p in self.named_parameters(remove_duplicate=False)}
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Copy arrays or tensors into the parameters by name; shapes must match, devices are converted."""
+        own = dict(self.named_parameters(remove_duplicate=False))
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, value in state.items():
+            if name not in own:
+                continue
+            p = own[name]
+            arr = value.data if isinstance(value, Tensor) else value
+            if tuple(arr.shape) != p.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {tuple(arr.shape)} in the state dict, {p.shape} in the model")
+            p.data[...] = to_device(arr, backend_of_array(p.data).device)  # in place: optimizers keep views
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def __repr__(self) -> str:
+        lines = [f"  ({n}): " + repr(m).replace("\n", "\n  ") for n, m in self._modules.items()]
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        return f"{type(self).__name__}({extra}\n" + "\n".join(lines) + "\n)"
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class Sequential(Module):
+    """Modules applied one after another: Sequential(Linear(2, 16), ReLU(), Linear(16, 1))."""
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        for i, m in enumerate(modules):
+            setattr(self, str(i), m)
+
+    def forward(self, x: Any) -> Any:
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters are registered under "0", "1", ..."""
+
+    def __init__(self, modules: Iterable[Module] = ()) -> None:
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, m: Module) -> None:
+        setattr(self, str(len(self._modules)), m)
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __len__(self) -> int:
+        return len(self._modules)

@@ -1,0 +1,21 @@
+"""clip_grad_norm_: scale all gradients together so that their global L2 norm is at most max_norm."""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from minigrad.nn.module import Parameter
+
+
+def clip_grad_norm_(parameters: Iterable[Parameter], max_norm: float, eps: float = 1e-6) -> float:
+    """Return the total norm sqrt(sum of every grad element squared), measured before clipping;
+    if it exceeds max_norm, multiply every grad by max_norm / (norm + eps) in place (as PyTorch)."""
+    grads = [p.grad.data for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    if total > max_norm:
+        scale = max_norm / (total + eps)
+        for g in grads:
+            g *= scale
+    return total

@@ -1,0 +1,87 @@
+"""scaled_dot_product_attention as one op with a hand-written backward.
+
+    S = q @ k^T * scale       (B, H, Tq, Tk)   scores
+    P = softmax(S)            (B, H, Tq, Tk)   masked where a query may not look (causal)
+    Pd = P * dropmask         (B, H, Tq, Tk)   dropout on the attention weights (training only)
+    O = Pd @ v                (B, H, Tq, D)
+
+B batch, H heads, Tq queries, Tk keys, D head size. With a causal mask, query i sees
+keys j <= i + (Tk - Tq), so a single new query (Tq = 1, as when sampling with a KV
+cache) sees every cached key. Backward goes through the same lines in reverse and
+never builds more than (B, H, Tq, Tk) arrays.
+
+Read next: ../functional.py, then ../nn/.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from minigrad.autograd import Function
+from minigrad.backend import get_array_module
+from minigrad.ops.dropout import keep_mask
+from minigrad.tensor import Tensor, check_same_device
+
+
+class ScaledDotProductAttention(Function):
+    def forward(self, q: Any, k: Any, v: Any, causal: bool, scale: float, dropmask: Any) -> Any:
+        xp = get_array_module(q)
+        s = (q @ k.swapaxes(-1, -2)) * scale  # (B, H, Tq, Tk)
+        if causal:
+            tq, tk = s.shape[-2], s.shape[-1]
+            allowed = xp.tri(tq, tk, k=tk - tq, dtype=bool)  # (Tq, Tk): j <= i + (Tk - Tq)
+            s = xp.where(allowed, s, -xp.inf)
+        p = xp.exp(s - s.max(axis=-1, keepdims=True))
+        p /= p.sum(axis=-1, keepdims=True)  # (B, H, Tq, Tk)
+        pd = p if dropmask is None else p * dropmask
+        self.q, self.k, self.v, self.p, self.pd = q, k, v, p, pd
+        self.scale, self.dropmask = scale, dropmask
+        return pd @ v  # (B, H, Tq, D)
+
+    # dV  = Pd^T @ dO                      (B,H,Tk,D) = (B,H,Tk,Tq) @ (B,H,Tq,D)
+    # dPd = dO @ V^T                       (B,H,Tq,Tk) = (B,H,Tq,D) @ (B,H,D,Tk)
+    # dP  = dPd * dropmask                 (dropout's backward)
+    # dS  = P * (dP - rowsum(dP * P))      (softmax's backward, row by row; 0 where masked)
+    # dQ  = dS @ K * scale                 (B,H,Tq,D) = (B,H,Tq,Tk) @ (B,H,Tk,D)
+    # dK  = dS^T @ Q * scale               (B,H,Tk,D) = (B,H,Tk,Tq) @ (B,H,Tq,D)
+    def backward(self, dout: Any) -> tuple[Any, Any, Any]:
+        q, k, v, p = self.q, self.k, self.v, self.p
+        dv = self.pd.swapaxes(-1, -2) @ dout if self.needs_grad[2] else None
+        dp = dout @ v.swapaxes(-1, -2)
+        if self.dropmask is not None:
+            dp *= self.dropmask
+        ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+        ds *= self.scale
+        dq = ds @ k if self.needs_grad[0] else None
+        dk = ds.swapaxes(-1, -2) @ q if self.needs_grad[1] else None
+        return dq, dk, dv
+
+
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    causal: bool = False,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> Tensor:
+    """softmax(q @ k^T * scale [+ causal mask]) @ v on (B, H, T, D), with dropout on the weights."""
+    check_same_device("scaled_dot_product_attention", (q, k, v))
+    if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim:
+        raise ValueError(f"scaled_dot_product_attention: q, k, v must be (B, H, T, D), got {q.shape}, {k.shape}, {v.shape}")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2] or k.shape[:-2] != q.shape[:-2] or v.shape[:-2] != q.shape[:-2]:
+        raise ValueError(
+            f"scaled_dot_product_attention: shapes do not fit: q {q.shape}, k {k.shape}, v {v.shape} "
+            "(need q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv))"
+        )
+    if causal and q.shape[-2] > k.shape[-2]:
+        raise ValueError(f"scaled_dot_product_attention: causal needs Tq <= Tk, got {q.shape[-2]} queries, {k.shape[-2]} keys")
+    if q.dtype != k.dtype or q.dtype != v.dtype:
+        raise TypeError(f"scaled_dot_product_attention: dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}")
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    shape = q.shape[:-1] + (k.shape[-2],)
+    mask = keep_mask(shape, dropout_p, q.device, q.dtype) if dropout_p > 0 else None
+    return ScaledDotProductAttention.apply(q, k, v, causal=causal, scale=scale, dropmask=mask)

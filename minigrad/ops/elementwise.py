@@ -1,0 +1,333 @@
+"""Elementwise ops: each output element depends on the matching input element(s) only.
+
+So every Jacobian is diagonal and every backward is an elementwise product:
+dx = dout * f'(x). Binary ops broadcast their inputs in forward; in backward the
+adjoint of broadcasting is summation, done by the one helper `unbroadcast`.
+
+Shapes: x, y, dout are (...) of any shape; a and b broadcast to the output's shape.
+
+Read next: reduce.py.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from minigrad.autograd import Function
+from minigrad.backend import get_array_module, get_default_dtype
+from minigrad.tensor import Tensor, as_tensor
+
+
+def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum `grad` down to `shape`: the adjoint of broadcasting `shape` up to grad.shape.
+
+    Broadcasting copies an input along new leading axes and along its size-1 axes,
+    so each copy's gradient flows back to the one original element: sum over those axes.
+    """
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    return grad.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def _operands(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Both operands as tensors on one device with one dtype. Integers join a float operand's dtype;
+    two different float dtypes are an error rather than a silent (slow) float64 upcast."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{op}: needs at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
+    a = as_tensor(a, b) if isinstance(b, Tensor) else a
+    b = as_tensor(b, a)
+    if a.dtype != b.dtype:
+        fa, fb = a.dtype.kind == "f", b.dtype.kind == "f"
+        if fa and fb:
+            raise TypeError(f"{op}: dtype mismatch, {a.dtype} and {b.dtype}; cast one with .astype()")
+        if fa:
+            b = Tensor._make(b.data.astype(a.dtype), False)
+        elif fb:
+            a = Tensor._make(a.data.astype(b.dtype), False)
+    return a, b
+
+
+# ---- binary ops ---------------------------------------------------------------
+
+
+class Add(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a_shape, self.b_shape = a.shape, b.shape
+        return a + b
+
+    # y = a + b  =>  da = dout, db = dout (each summed over its broadcast axes)
+    def backward(self, dout: Any) -> tuple[Any, Any]:
+        return unbroadcast(dout, self.a_shape), unbroadcast(dout, self.b_shape)
+
+
+class Sub(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a_shape, self.b_shape = a.shape, b.shape
+        return a - b
+
+    # y = a - b  =>  da = dout, db = -dout
+    def backward(self, dout: Any) -> tuple[Any, Any]:
+        db = -unbroadcast(dout, self.b_shape) if self.needs_grad[1] else None
+        return unbroadcast(dout, self.a_shape), db
+
+
+class Mul(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return a * b
+
+    # y = a * b  =>  da = dout * b, db = dout * a
+    def backward(self, dout: Any) -> tuple[Any, Any]:
+        da = unbroadcast(dout * self.b, self.a.shape) if self.needs_grad[0] else None
+        db = unbroadcast(dout * self.a, self.b.shape) if self.needs_grad[1] else None
+        return da, db
+
+
+class Div(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a_shape, self.b = a.shape, b
+        self.y = a / b
+        return self.y
+
+    # y = a / b  =>  da = dout / b,  db = -dout * a / b^2 = -dout * y / b
+    def backward(self, dout: Any) -> tuple[Any, Any]:
+        da = unbroadcast(dout / self.b, self.a_shape) if self.needs_grad[0] else None
+        db = unbroadcast(-dout * self.y / self.b, self.b.shape) if self.needs_grad[1] else None
+        return da, db
+
+
+class Maximum(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return get_array_module(a).maximum(a, b)
+
+    # y = max(a, b)  =>  dout goes to the larger input; at ties (a == b) each gets half,
+    # as in torch.maximum, so the two halves still sum to dout.
+    def backward(self, dout: Any) -> tuple[Any, Any]:
+        a, b = self.a, self.b
+        share_a = (a > b) + 0.5 * (a == b)  # 1, 1/2 or 0 (float, broadcast to the output's shape)
+        da = unbroadcast(dout * share_a.astype(dout.dtype), a.shape)
+        db = unbroadcast(dout * (1 - share_a).astype(dout.dtype), b.shape)
+        return da, db
+
+
+class Where(Function):
+    def forward(self, a: Any, b: Any, cond: Any) -> Any:
+        self.cond, self.a_shape, self.b_shape = cond, a.shape, b.shape
+        return get_array_module(a).where(cond, a, b)
+
+    # y = cond ? a : b  =>  da = dout where cond else 0,  db = dout where not cond else 0
+    def backward(self, dout: Any) -> tuple[Any, Any]:
+        xp = get_array_module(dout)
+        zero = xp.zeros((), dtype=dout.dtype)
+        da = unbroadcast(xp.where(self.cond, dout, zero), self.a_shape) if self.needs_grad[0] else None
+        db = unbroadcast(xp.where(self.cond, zero, dout), self.b_shape) if self.needs_grad[1] else None
+        return da, db
+
+
+def add(a: Any, b: Any) -> Tensor:
+    return Add.apply(*_operands("add", a, b))
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    return Sub.apply(*_operands("sub", a, b))
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    return Mul.apply(*_operands("mul", a, b))
+
+
+def div(a: Any, b: Any) -> Tensor:
+    return Div.apply(*_operands("div", a, b))
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    return Maximum.apply(*_operands("maximum", a, b))
+
+
+def where(cond: Any, a: Any, b: Any) -> Tensor:
+    """Elementwise `cond ? a : b`; cond is a boolean Tensor or array on the same device."""
+    a, b = _operands("where", a, b)
+    c = cond.data if isinstance(cond, Tensor) else cond
+    if type(c) is not type(a.data):
+        raise RuntimeError(f"where: condition is a {type(c).__name__}, values are on {a.device}")
+    if c.dtype != np.bool_:
+        raise TypeError(f"where: condition must be boolean, got {c.dtype}")
+    return Where.apply(a, b, cond=c)
+
+
+def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
+    """x with `value` wherever mask is True (PyTorch's masked_fill)."""
+    return where(mask, as_tensor(value, x), x)
+
+
+def compare(op: str, a: Any, b: Any) -> Tensor:
+    a, b = _operands(op, a, b)
+    xp = get_array_module(a.data)
+    fn = {"lt": xp.less, "le": xp.less_equal, "gt": xp.greater, "ge": xp.greater_equal,
+          "eq": xp.equal, "ne": xp.not_equal}[op]
+    return Tensor._make(fn(a.data, b.data), False)
+
+
+# ---- unary ops ------------------------------------------------------------------
+
+
+class Neg(Function):
+    def forward(self, x: Any) -> Any:
+        return -x
+
+    # y = -x  =>  dx = -dout
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (-dout,)
+
+
+class Pow(Function):
+    def forward(self, x: Any, p: float) -> Any:
+        self.x, self.p = x, p
+        return x**p
+
+    # y = x^p  =>  dx = dout * p * x^(p-1)
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (dout * (self.p * self.x ** (self.p - 1)),)
+
+
+class Exp(Function):
+    def forward(self, x: Any) -> Any:
+        self.y = get_array_module(x).exp(x)
+        return self.y
+
+    # y = e^x  =>  dx = dout * y
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (dout * self.y,)
+
+
+class Log(Function):
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return get_array_module(x).log(x)
+
+    # y = ln x  =>  dx = dout / x
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (dout / self.x,)
+
+
+class Sqrt(Function):
+    def forward(self, x: Any) -> Any:
+        self.y = get_array_module(x).sqrt(x)
+        return self.y
+
+    # y = x^(1/2)  =>  dx = dout / (2 y)
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (dout / (2 * self.y),)
+
+
+class Tanh(Function):
+    def forward(self, x: Any) -> Any:
+        self.y = get_array_module(x).tanh(x)
+        return self.y
+
+    # y = tanh x  =>  dx = dout * (1 - y^2)
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (dout * (1 - self.y * self.y),)
+
+
+class Sigmoid(Function):
+    def forward(self, x: Any) -> Any:
+        # 1 / (1 + e^-x) overflows e^-x for x << 0; the tanh form never does.
+        self.y = 0.5 * (1 + get_array_module(x).tanh(0.5 * x))
+        return self.y
+
+    # y = 1 / (1 + e^-x)  =>  dx = dout * y * (1 - y)
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (dout * self.y * (1 - self.y),)
+
+
+class ReLU(Function):
+    def forward(self, x: Any) -> Any:
+        self.positive = x > 0
+        return get_array_module(x).maximum(x, 0)
+
+    # y = max(x, 0)  =>  dx = dout where x > 0, else 0 (also 0 at the kink x = 0)
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (dout * self.positive,)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class GELU(Function):
+    """GPT-2's GELU, the tanh approximation: y = x/2 * (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi)."""
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        self.x = x
+        self.t = xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
+        return 0.5 * x * (1 + self.t)
+
+    # u = c (x + 0.044715 x^3),  t = tanh u,  y = x/2 (1 + t)
+    # dy/dx = (1 + t)/2  +  x/2 * (1 - t^2) * du/dx,   du/dx = c (1 + 3 * 0.044715 x^2)
+    def backward(self, dout: Any) -> tuple[Any]:
+        x, t = self.x, self.t
+        du = _GELU_C * (1 + 3 * 0.044715 * x * x)
+        return (dout * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du),)
+
+
+class Cast(Function):
+    def forward(self, x: Any, dtype: Any) -> Any:
+        self.in_dtype = x.dtype
+        return x.astype(dtype)
+
+    # y = x in another dtype  =>  dx = dout in x's dtype
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (dout.astype(self.in_dtype),)
+
+
+def neg(x: Tensor) -> Tensor:
+    return Neg.apply(x)
+
+
+def pow(x: Tensor, exponent: float) -> Tensor:
+    if isinstance(exponent, Tensor) or not isinstance(exponent, (int, float)):
+        raise TypeError(f"pow: the exponent must be a Python number, got {type(exponent).__name__}")
+    return Pow.apply(x, p=exponent)
+
+
+def exp(x: Tensor) -> Tensor:
+    return Exp.apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    return Log.apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return Sqrt.apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return Tanh.apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return Sigmoid.apply(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    return ReLU.apply(x)
+
+
+def gelu(x: Tensor) -> Tensor:
+    return GELU.apply(x)
+
+
+def cast(x: Tensor, dtype: Any) -> Tensor:
+    dtype = np.dtype(dtype) if dtype is not None else get_default_dtype()
+    if dtype == x.dtype:
+        return x
+    if x.requires_grad and dtype.kind != "f":
+        return Tensor._make(x.data.astype(dtype), False)  # integer results carry no gradient
+    return Cast.apply(x, dtype=dtype)

@@ -1,0 +1,68 @@
+"""layer_norm as one fused op: normalize over the last axis, then scale and shift.
+
+Composed of primitives it would store half a dozen (N, C) arrays; fused, it
+keeps only the per-row mean and rstd (and x, which is alive anyway) and
+recomputes xhat in backward, as llm.c does.
+
+Shapes: x, y, dout (N..., C); weight, bias (C,); mean, rstd (N..., 1).
+
+Read next: embedding.py.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.autograd import Function
+from minigrad.backend import get_array_module
+from minigrad.tensor import Tensor
+
+
+class LayerNorm(Function):
+    def forward(self, x: Any, *wb: Any, eps: float) -> Any:
+        xp = get_array_module(x)
+        mean = x.mean(axis=-1, keepdims=True)  # (N, 1)
+        xc = x - mean  # (N, C)
+        rstd = 1.0 / xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (N, 1)
+        self.x, self.mean, self.rstd, self.wb = x, mean, rstd, wb
+        y = xc * rstd  # xhat (N, C)
+        if wb:
+            y *= wb[0]
+            if len(wb) == 2:
+                y += wb[1]
+        return y
+
+    # Forward, line by line:            Backward, line by line (reverse order):
+    #   xhat = (x - mean) * rstd          dweight = sum_N dout * xhat        (C,)
+    #   y = xhat * weight + bias          dbias   = sum_N dout               (C,)
+    #                                     dxhat   = dout * weight            (N, C)
+    # xhat depends on x directly and through mean and rstd = (var + eps)^-1/2; summing the
+    # three paths (d mean/dx = 1/C, d var/dx = 2 (x - mean)/C) gives, per row,
+    #   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))      (N, C)
+    def backward(self, dout: Any) -> tuple[Any, ...]:
+        xhat = (self.x - self.mean) * self.rstd
+        lead = tuple(range(dout.ndim - 1))
+        grads: list[Any] = [None]
+        dxhat = dout
+        if self.wb:
+            weight = self.wb[0]
+            grads.append((dout * xhat).sum(axis=lead) if self.needs_grad[1] else None)
+            if len(self.wb) == 2:
+                grads.append(dout.sum(axis=lead) if self.needs_grad[2] else None)
+            dxhat = dout * weight
+        if self.needs_grad[0]:
+            grads[0] = self.rstd * (
+                dxhat - dxhat.mean(axis=-1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
+            )
+        return tuple(grads)
+
+
+def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalize each row of x over its last axis to mean 0 and variance 1, then * weight + bias."""
+    c = x.shape[-1] if x.ndim else 0
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != (c,):
+            raise ValueError(f"layer_norm: {name} has shape {p.shape}, expected ({c},) for input {x.shape}")
+    if bias is not None and weight is None:
+        raise ValueError("layer_norm: a bias needs a weight")
+    params = [p for p in (weight, bias) if p is not None]
+    return LayerNorm.apply(x, *params, eps=eps)

@@ -1,0 +1,186 @@
+"""Shape ops: reshape, permute/transpose, indexing, concatenate, stack, split, broadcast_to.
+
+They move elements without changing them, so each backward moves the gradient
+back the way the elements came: reshape undoes a reshape, the inverse
+permutation undoes a permutation, a scatter (with addition, for repeated
+indices) undoes a gather, a split undoes a concatenation.
+
+Read next: matmul.py.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from minigrad.autograd import Function
+from minigrad.backend import get_array_module
+from minigrad.ops.elementwise import unbroadcast
+from minigrad.tensor import Tensor, check_same_device
+
+
+class Reshape(Function):
+    def forward(self, x: Any, shape: tuple[int, ...]) -> Any:
+        self.in_shape = x.shape
+        return x.reshape(shape)
+
+    # y = x viewed as another shape, element order kept  =>  dx = dout viewed as x's shape
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (dout.reshape(self.in_shape),)
+
+
+class Permute(Function):
+    def forward(self, x: Any, axes: tuple[int, ...]) -> Any:
+        self.axes = axes
+        return x.transpose(axes)
+
+    # y[..., i_axes[k], ...] = x[...]: axis k of y is axis axes[k] of x
+    # =>  dx = dout permuted by the inverse permutation (argsort of axes)
+    def backward(self, dout: Any) -> tuple[Any]:
+        inverse = sorted(range(len(self.axes)), key=self.axes.__getitem__)
+        return (dout.transpose(inverse),)
+
+
+class GetItem(Function):
+    def forward(self, x: Any, index: Any) -> Any:
+        self.shape, self.dtype, self.index = x.shape, x.dtype, index
+        return x[index]
+
+    # y = x[index] gathers elements  =>  dx = zeros with dout scattered back to the same places.
+    # With integer-array indices one element may be gathered several times: its gradient is the
+    # sum of all of them, so we scatter with add.at (a plain dx[index] = dout would keep only one).
+    def backward(self, dout: Any) -> tuple[Any]:
+        xp = get_array_module(dout)
+        dx = xp.zeros(self.shape, dtype=self.dtype)
+        if _is_advanced(self.index):
+            xp.add.at(dx, self.index, dout)
+        else:
+            dx[self.index] = dout
+        return (dx,)
+
+
+def _is_advanced(index: Any) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(hasattr(p, "shape") and hasattr(p, "dtype") for p in parts)
+
+
+class Concatenate(Function):
+    def forward(self, *xs: Any, axis: int) -> Any:
+        self.axis = axis
+        self.bounds = []
+        total = 0
+        for x in xs[:-1]:
+            total += x.shape[axis]
+            self.bounds.append(total)
+        return get_array_module(xs[0]).concatenate(xs, axis=axis)
+
+    # y = [x1 | x2 | ...] along axis  =>  dx_k = the slice of dout where x_k was placed
+    def backward(self, dout: Any) -> tuple[Any, ...]:
+        return tuple(get_array_module(dout).split(dout, self.bounds, axis=self.axis))
+
+
+class Stack(Function):
+    def forward(self, *xs: Any, axis: int) -> Any:
+        self.axis = axis
+        return get_array_module(xs[0]).stack(xs, axis=axis)
+
+    # y[..., k, ...] = x_k  =>  dx_k = dout[..., k, ...]
+    def backward(self, dout: Any) -> tuple[Any, ...]:
+        return tuple(get_array_module(dout).moveaxis(dout, self.axis, 0))
+
+
+class BroadcastTo(Function):
+    def forward(self, x: Any, shape: tuple[int, ...]) -> Any:
+        self.in_shape = x.shape
+        return get_array_module(x).broadcast_to(x, shape)
+
+    # y = x copied along the broadcast axes  =>  dx = dout summed over them
+    def backward(self, dout: Any) -> tuple[Any]:
+        return (unbroadcast(dout, self.in_shape),)
+
+
+def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
+    shape = tuple(int(n) for n in shape)
+    known = 1
+    for n in shape:
+        known *= n if n != -1 else 1
+    if shape.count(-1) > 1 or (-1 not in shape and known != x.numel()) or (-1 in shape and (known == 0 or x.numel() % known)):
+        raise ValueError(f"reshape: cannot view a tensor of shape {x.shape} ({x.numel()} elements) as {shape}")
+    return Reshape.apply(x, shape=shape)
+
+
+def permute(x: Tensor, axes: Sequence[int]) -> Tensor:
+    axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ValueError(f"permute: {tuple(axes)} is not a permutation of the {x.ndim} axes of shape {x.shape}")
+    return Permute.apply(x, axes=axes)
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    axes = list(range(x.ndim))
+    axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+    return permute(x, axes)
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """x[index] with slices, ints, None, Ellipsis and integer or boolean index arrays (or Tensors)."""
+    xp = get_array_module(x.data)
+    parts = index if isinstance(index, tuple) else (index,)
+    converted = []
+    for p in parts:
+        if isinstance(p, Tensor):
+            check_same_device("getitem", (x, p))
+            p = p.data
+        elif isinstance(p, list):
+            p = xp.asarray(p)
+        converted.append(p)
+    index = tuple(converted) if isinstance(index, tuple) else converted[0]
+    try:
+        return GetItem.apply(x, index=index)
+    except IndexError as e:
+        raise IndexError(f"getitem: {e} (tensor shape {x.shape})") from None
+
+
+def _same_dtype(op: str, tensors: Sequence[Tensor]) -> list[Tensor]:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{op}: needs at least one tensor")
+    if any(t.dtype != tensors[0].dtype for t in tensors):
+        raise TypeError(f"{op}: all tensors need one dtype, got {[str(t.dtype) for t in tensors]}")
+    return tensors
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    tensors = _same_dtype("concatenate", tensors)
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+cat = concatenate
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    tensors = _same_dtype("stack", tensors)
+    if any(t.shape != tensors[0].shape for t in tensors):
+        raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
+    return Stack.apply(*tensors, axis=axis)
+
+
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """PyTorch's split: chunks of one size (the last may be smaller), or a list of sizes."""
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split: chunk size must be positive, got {split_size_or_sections}")
+        sizes = [min(split_size_or_sections, n - s) for s in range(0, n, split_size_or_sections)]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to {n}, the length of axis {axis} of {x.shape}")
+    lead = (slice(None),) * (axis % x.ndim)
+    out, start = [], 0
+    for s in sizes:
+        out.append(getitem(x, lead + (slice(start, start + s),)))
+        start += s
+    return out
+
+
+def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
+    return BroadcastTo.apply(x, shape=tuple(shape))

@@ -1,0 +1,109 @@
+"""softmax, log_softmax and cross_entropy, each one fused op with its own backward.
+
+Composing softmax from exp, sum and div would work but store three arrays and
+lose precision; the fused forms subtract the row max first (softmax is
+unchanged by a shift, and exp can no longer overflow) and have short backwards.
+
+Shapes: x, y, dout (..., V) with the softmax taken over `axis` (default last);
+cross_entropy takes logits (N, V) and integer targets (N,).
+
+Read next: layernorm.py.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.autograd import Function
+from minigrad.backend import get_array_module
+from minigrad.tensor import Tensor, check_same_device
+
+
+def _log_sum_exp(x: Any, axis: int) -> tuple[Any, Any]:
+    """(x - max, log sum exp(x - max)) along axis, keepdims."""
+    xp = get_array_module(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted, xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class Softmax(Function):
+    def forward(self, x: Any, axis: int) -> Any:
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
+        self.y, self.axis = e / e.sum(axis=axis, keepdims=True), axis
+        return self.y
+
+    # y_i = e^x_i / sum_j e^x_j  has Jacobian  dy_i/dx_j = y_i (delta_ij - y_j), so the
+    # vector-Jacobian product is  dx_j = sum_i dout_i y_i (delta_ij - y_j)
+    #                                  = y_j (dout_j - sum_i dout_i y_i):
+    #   dx = y * (dout - sum(dout * y, axis))
+    # (the T x T Jacobian is never built). Note sum(y) = 1 always, so a constant dout gives dx = 0.
+    def backward(self, dout: Any) -> tuple[Any]:
+        y = self.y
+        return (y * (dout - (dout * y).sum(axis=self.axis, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    def forward(self, x: Any, axis: int) -> Any:
+        shifted, lse = _log_sum_exp(x, axis)
+        self.y, self.axis = shifted - lse, axis
+        return self.y
+
+    # y_i = x_i - log sum_j e^x_j  =>  dy_i/dx_j = delta_ij - softmax_j, so
+    #   dx = dout - softmax(x) * sum(dout, axis),   softmax(x) = e^y
+    def backward(self, dout: Any) -> tuple[Any]:
+        xp = get_array_module(dout)
+        return (dout - xp.exp(self.y) * dout.sum(axis=self.axis, keepdims=True),)
+
+
+class CrossEntropy(Function):
+    def forward(self, logits: Any, targets: Any, ignore_index: int) -> Any:
+        xp = get_array_module(logits)
+        n = logits.shape[0]
+        valid = targets != ignore_index  # (N,)
+        safe = xp.where(valid, targets, 0)  # ignored rows read class 0, then get weight 0
+        shifted, lse = _log_sum_exp(logits, axis=1)  # (N, V), (N, 1)
+        logp_target = shifted[xp.arange(n), safe] - lse[:, 0]  # (N,)
+        self.count = int(valid.sum())
+        self.weight = valid.astype(logits.dtype) / max(self.count, 1)  # (N,) 1/count or 0
+        self.p, self.safe = xp.exp(shifted - lse), safe  # softmax (N, V)
+        loss = -(logp_target * self.weight).sum()
+        return loss if self.count else loss * xp.nan  # mean over no targets is NaN, as in PyTorch
+
+    # loss = -(1/count) sum_n log softmax(logits_n)[t_n] over rows n with t_n != ignore_index.
+    # From log_softmax's backward with dout = -onehot(t_n)/count:
+    #   dlogits_n = (p_n - onehot(t_n)) / count   (0 for ignored rows),  times the scalar dout
+    def backward(self, dout: Any) -> tuple[Any]:
+        xp = get_array_module(self.p)
+        dlogits = self.p.copy()
+        dlogits[xp.arange(dlogits.shape[0]), self.safe] -= 1
+        dlogits *= (self.weight * dout)[:, None]
+        return (dlogits,)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return LogSoftmax.apply(x, axis=axis)
+
+
+def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100) -> Tensor:
+    """Mean negative log-likelihood of `targets` (N,) under softmax(`logits` (N, V)),
+    skipping rows whose target is ignore_index."""
+    t = targets if isinstance(targets, Tensor) else Tensor(targets)
+    check_same_device("cross_entropy", (logits, t))
+    if logits.ndim != 2 or t.shape != (logits.shape[0],):
+        raise ValueError(
+            f"cross_entropy: expected logits (N, V) and targets (N,), got {logits.shape} and {t.shape}; "
+            "flatten with logits.reshape(-1, V) and targets.reshape(-1)"
+        )
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integer class ids, got {t.dtype}")
+    td = t.data
+    xp = get_array_module(td)
+    bad = (td != ignore_index) & ((td < 0) | (td >= logits.shape[1]))
+    if bool(bad.any()):
+        first = int(td[xp.argmax(bad)])
+        raise IndexError(f"cross_entropy: target {first} is out of range for {logits.shape[1]} classes")
+    return CrossEntropy.apply(logits, targets=td, ignore_index=ignore_index)

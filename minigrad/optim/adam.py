@@ -1,0 +1,57 @@
+"""Adam and AdamW, as torch.optim.Adam and torch.optim.AdamW.
+
+Each step t, on a group's flat buffers (p, g, first moment m, second moment v):
+
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g^2
+    p = p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+The bias corrections undo the pull of m and v towards their zero start. Weight
+decay differs: Adam adds weight_decay * p to g (an L2 penalty that then gets
+rescaled by v), AdamW shrinks p by lr * weight_decay * p before the step
+("decoupled", Loshchilov & Hutter), which is what GPT training uses.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from minigrad.backend import get_array_module
+from minigrad.optim.optimizer import Optimizer, ParamGroup
+
+
+class Adam(Optimizer):
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+    state_names = ("exp_avg", "exp_avg_sq")
+    decoupled = False
+
+    def __init__(self, params: Iterable[Any], **hyper: Any) -> None:
+        super().__init__(params, **hyper)
+
+    def _check_hyper(self, hyper: dict[str, Any]) -> None:
+        super()._check_hyper(hyper)
+        b1, b2 = hyper["betas"]
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {hyper['betas']}")
+
+    def update(self, group: ParamGroup, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
+        xp = get_array_module(p)
+        lr, (b1, b2), eps, wd, t = hyper["lr"], hyper["betas"], hyper["eps"], hyper["weight_decay"], self.step_count
+        if wd and self.decoupled:
+            p *= 1 - lr * wd
+        elif wd:
+            grad = grad + wd * p
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= b1
+        m += (1 - b1) * grad
+        v *= b2
+        v += (1 - b2) * (grad * grad)
+        step_size = lr / (1 - b1**t)
+        denom = xp.sqrt(v) / math.sqrt(1 - b2**t)
+        denom += eps
+        p -= step_size * (m / denom)
+
+
+class AdamW(Adam):
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2}
+    decoupled = True

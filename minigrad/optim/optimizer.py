@@ -1,0 +1,178 @@
+"""Optimizer: parameter groups whose parameters, gradients and state live in flat buffers.
+
+When an optimizer takes its parameters, it copies each group's parameters into
+one contiguous array and makes every parameter's `.data` a view into it; the
+gradients get a flat buffer of views too, and so does every piece of optimizer
+state (momentum, Adam's moments). An update rule is then a handful of whole-buffer
+array operations per group, however many parameters the model has, instead of a
+Python loop over parameters.
+
+`zero_grad()` zeroes the gradient buffer and leaves each `.grad` as a view into
+it, so backward accumulates straight into the buffer. A gradient that lives
+elsewhere (say after `model.zero_grad()`, which sets grads to None) is copied
+in at `step()`; a missing gradient counts as zero (unlike PyTorch, which skips
+such a parameter, weight decay and momentum still apply to it).
+
+Read next: sgd.py, adam.py, lr_scheduler.py.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from minigrad.backend import backend_of_array, get_array_module, to_device
+from minigrad.nn.module import Parameter
+from minigrad.tensor import Tensor
+
+
+class ParamGroup:
+    """Parameters that share hyperparameters, with flat buffers for params, grads and state."""
+
+    def __init__(self, params: list[Parameter], hyper: dict[str, Any], state_names: tuple[str, ...]) -> None:
+        self.params, self.hyper, self.state_names = params, hyper, state_names
+        self.flat: Any = None  # all parameters of the group, end to end (P,)
+        self.grad: Any = None  # their gradients (P,)
+        self.state: dict[str, Any] = {}  # name -> (P,)
+        self.build({})
+
+    def build(self, state: dict[str, Any], device: str | None = None) -> None:
+        """(Re)make the flat buffers from the parameters' current values, on `device` if given."""
+        if not self.params:
+            return
+        datas = [p.data if device is None else to_device(p.data, device) for p in self.params]
+        dtypes = {str(d.dtype) for d in datas}
+        if len(dtypes) > 1:
+            raise TypeError(f"optimizer: parameters of one group must share a dtype, got {sorted(dtypes)}")
+        xp = get_array_module(datas[0])
+        self.flat = xp.concatenate([d.reshape(-1) for d in datas])
+        self.grad = xp.zeros_like(self.flat)
+        dev = backend_of_array(self.flat).device
+        self.state = {n: to_device(state[n], dev) if n in state else xp.zeros_like(self.flat) for n in self.state_names}
+        self.param_views = self.views(self.flat)
+        self.grad_views = self.views(self.grad)
+        old_grads = [p.grad for p in self.params]
+        for p, view, gview, old in zip(self.params, self.param_views, self.grad_views, old_grads):
+            p.data = view
+            if old is not None:
+                gview[...] = to_device(old.data, dev)
+            p.grad = Tensor._make(gview, False)
+
+    def views(self, flat: Any) -> list[Any]:
+        """One view of `flat` per parameter, in the parameter's shape."""
+        out, start = [], 0
+        for p in self.params:
+            n = p.numel()
+            out.append(flat[start : start + n].reshape(p.shape))
+            start += n
+        return out
+
+    def zero_grad(self) -> None:
+        self.grad.fill(0)
+        for p, gview in zip(self.params, self.grad_views):
+            p.grad = Tensor._make(gview, False)
+
+    def sync(self) -> None:
+        """Bring values that were put elsewhere back into the flat buffers: a parameter whose .data
+        was replaced, a gradient that backward made afresh (copied in) or None (zero)."""
+        for p, view, gview in zip(self.params, self.param_views, self.grad_views):
+            if p.data is not view:
+                if p.shape != view.shape or type(p.data) is not type(view):
+                    raise RuntimeError(
+                        f"optimizer: a parameter was replaced by one of shape {p.shape} on {p.device}; "
+                        f"expected {tuple(view.shape)} on {backend_of_array(view).device} (move models with Module.to())"
+                    )
+                view[...] = p.data
+                p.data = view
+            if p.grad is None or p.grad.data is not gview:
+                gview[...] = 0 if p.grad is None else p.grad.data
+                p.grad = Tensor._make(gview, False)
+
+
+class Optimizer:
+    defaults: dict[str, Any] = {}
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable[Any], **defaults: Any) -> None:
+        self.defaults = {**type(self).defaults, **defaults}
+        self._check_hyper(self.defaults)
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.param_groups: list[ParamGroup] = []
+        seen: set[int] = set()
+        for g in groups:
+            ps = list(g["params"])
+            for p in ps:
+                if not isinstance(p, Parameter):
+                    raise TypeError(f"{type(self).__name__}: expected Parameters, got {type(p).__name__}")
+                if id(p) in seen:
+                    raise ValueError(f"{type(self).__name__}: a parameter appears in more than one group")
+                seen.add(id(p))
+                p._optimizers.add(self)
+            hyper = {**self.defaults, **{k: v for k, v in g.items() if k != "params"}}
+            self._check_hyper(hyper)
+            self.param_groups.append(ParamGroup(ps, hyper, self.state_names))
+        self.step_count = 0
+
+    def _check_hyper(self, hyper: dict[str, Any]) -> None:
+        if "lr" in hyper and not hyper["lr"] >= 0:
+            raise ValueError(f"{type(self).__name__}: learning rate must be >= 0, got {hyper['lr']}")
+        if hyper.get("weight_decay", 0) < 0:
+            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {hyper['weight_decay']}")
+
+    def zero_grad(self) -> None:
+        """Zero every gradient in place (the grads stay views into the flat buffers)."""
+        for g in self.param_groups:
+            if g.params:
+                g.zero_grad()
+
+    def step(self) -> None:
+        self.step_count += 1
+        for g in self.param_groups:
+            if not g.params:
+                continue
+            g.sync()
+            self.update(g, g.flat, g.grad, g.state, g.hyper)
+
+    def update(self, group: ParamGroup, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
+        """One step for a whole group: p, grad and each state array are flat, updated in place."""
+        raise NotImplementedError
+
+    def to(self, device: str) -> Optimizer:
+        """Move the flat buffers (parameters, grads, state) to `device`."""
+        for g in self.param_groups:
+            g.build(g.state, device)
+        return self
+
+    # ---- saving and loading ------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """{"state": {index: {name: array}}, "param_groups": [{hyper..., "params": [index, ...]}], "step": n}
+        with parameters numbered across groups, as in PyTorch; arrays are copies on the state's device."""
+        state, groups, i = {}, [], 0
+        for g in self.param_groups:
+            idx = list(range(i, i + len(g.params)))
+            i += len(g.params)
+            groups.append({**g.hyper, "params": idx})
+            for n in g.state_names:
+                for j, view in zip(idx, g.views(g.state[n])):
+                    state.setdefault(j, {})[n] = view.copy()
+        return {"state": state, "param_groups": groups, "step": self.step_count}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        if len(sd["param_groups"]) != len(self.param_groups):
+            raise ValueError(f"optimizer state has {len(sd['param_groups'])} parameter groups, this optimizer {len(self.param_groups)}")
+        for g, saved in zip(self.param_groups, sd["param_groups"]):
+            if len(saved["params"]) != len(g.params):
+                raise ValueError(f"optimizer state group has {len(saved['params'])} parameters, this one {len(g.params)}")
+            g.hyper.update({k: v for k, v in saved.items() if k != "params"})
+            for n in g.state_names:
+                for j, view, p in zip(saved["params"], g.views(g.state[n]), g.params):
+                    arr = sd["state"].get(j, sd["state"].get(str(j), {})).get(n)
+                    if arr is None:
+                        view[...] = 0
+                        continue
+                    if tuple(arr.shape) != p.shape:
+                        raise ValueError(f"optimizer state {n!r} of parameter {j} has shape {tuple(arr.shape)}, parameter {p.shape}")
+                    view[...] = to_device(arr, p.device)
+        self.step_count = int(sd.get("step", 0))

@@ -1,0 +1,34 @@
+"""SGD with momentum and (L2) weight decay, as torch.optim.SGD with dampening 0.
+
+Each step, on a group's flat buffers (p, g and the momentum buffer b):
+
+    g = g + weight_decay * p
+    b = momentum * b + g          (b = g on the first step)
+    p = p - lr * b
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from minigrad.optim.optimizer import Optimizer, ParamGroup
+
+
+class SGD(Optimizer):
+    defaults = {"lr": 1e-2, "momentum": 0.0, "weight_decay": 0.0}
+    state_names = ("momentum_buffer",)
+
+    def __init__(self, params: Iterable[Any], **hyper: Any) -> None:
+        super().__init__(params, **hyper)
+
+    def update(self, group: ParamGroup, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
+        if hyper["weight_decay"]:
+            grad = grad + hyper["weight_decay"] * p
+        if hyper["momentum"]:
+            buf = state["momentum_buffer"]
+            if self.step_count == 1:
+                buf[...] = grad
+            else:
+                buf *= hyper["momentum"]
+                buf += grad
+            grad = buf
+        p -= hyper["lr"] * grad

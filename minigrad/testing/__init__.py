@@ -1,0 +1,1 @@
+"""Helpers for testing minigrad itself: the fakegpu backend (fakegpu.py)."""
