@@ -1,0 +1,45 @@
+"""Shared fixtures: every test that takes `device` runs once per backend.
+
+Backends: "cpu" (NumPy), "fakegpu" (the test-only backend that fails wherever CuPy
+would, see minigrad/testing/fakegpu.py) and "cuda" when CuPy and a GPU are present.
+MINIGRAD_TEST_DEVICES="cpu,cuda" picks a subset.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import minigrad
+import minigrad.testing.fakegpu  # noqa: F401  (registers the "fakegpu" device)
+
+settings.register_profile(
+    "default", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.register_profile("thorough", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+_wanted = os.environ.get("MINIGRAD_TEST_DEVICES")
+DEVICES = [d for d in minigrad.available_devices() if _wanted is None or d in _wanted.split(",")]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def float64():
+    """Run the test with float64 as the default dtype (gradient checks need it)."""
+    prev = minigrad.get_default_dtype()
+    minigrad.set_default_dtype(np.float64)
+    yield
+    minigrad.set_default_dtype(prev)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    minigrad.manual_seed(0)
+    yield
