@@ -4,7 +4,7 @@ Reading order: module.py (Module, Parameter, containers), layers.py, utils.py (g
 """
 from minigrad.nn import utils
 from minigrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Tanh
-from minigrad.nn.module import Module, ModuleList, Parameter, Sequential
+from minigrad.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
 
-__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "Linear", "Embedding", "LayerNorm",
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear", "Embedding", "LayerNorm",
            "Dropout", "GELU", "ReLU", "Tanh", "utils"]

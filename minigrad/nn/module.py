@@ -183,3 +183,18 @@ class ModuleList(Module):
 
     def __len__(self) -> int:
         return len(self._modules)
+
+
+class ModuleDict(Module):
+    """Modules registered under the given names: ModuleDict(wte=Embedding(...), h=ModuleList(...))."""
+
+    def __init__(self, modules: dict[str, Module] | None = None, **kw: Module) -> None:
+        super().__init__()
+        for name, m in {**(modules or {}), **kw}.items():
+            setattr(self, name, m)
+
+    def __getitem__(self, name: str) -> Module:
+        return self._modules[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._modules

@@ -1,0 +1,137 @@
+"""The command line: `python -m gpt train | sample | bench | plot`.
+
+Every field of TrainConfig and GPTConfig is a flag (`--n_layer 6`, `--no-progress`);
+`--config FILE` reads the same names from JSON or TOML (flags win over the file,
+the file over the defaults). Errors in the input print one line, not a traceback
+(set MINIGRAD_TRACEBACK=1 to see it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from gpt.model import GPTConfig
+from gpt.train import TrainConfig
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | None": int, "str | None": str, "float | None": float}
+
+
+def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = ()) -> None:
+    g = p.add_argument_group(title)
+    for f in fields(cls):
+        if f.name in skip or f.name == "model":
+            continue
+        typ = _TYPES[str(f.type)]
+        default = f.default if f.default is not MISSING else None
+        if typ is bool:
+            g.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=f"(default: {default})")
+        else:
+            g.add_argument(f"--{f.name}", type=typ, default=argparse.SUPPRESS, help=f"(default: {default})")
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file {path!r} does not exist")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix == ".toml":
+        import tomllib
+
+        d = tomllib.loads(text)
+    else:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config file {path!r} is not valid JSON ({e}); use .toml for TOML") from None
+    flat: dict[str, Any] = {}
+    for k, v in d.items():  # a [model] section or top-level model fields are both fine
+        if isinstance(v, dict):
+            flat.update(v)
+        else:
+            flat[k] = v
+    return flat
+
+
+def make_train_config(args: dict[str, Any]) -> TrainConfig:
+    values = read_config_file(args.pop("config")) if args.get("config") else {}
+    args.pop("config", None)
+    values.update(args)
+    model_names = {f.name for f in fields(GPTConfig)}
+    train_names = {f.name for f in fields(TrainConfig)}
+    unknown = set(values) - model_names - train_names - {"sample_tokens"}
+    if unknown:
+        raise ValueError(f"unknown config keys: {sorted(unknown)}")
+    model = GPTConfig(**{k: v for k, v in values.items() if k in model_names})
+    return TrainConfig(model=model, **{k: v for k, v in values.items() if k in train_names})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gpt", description="Train and sample tiny GPTs on minigrad.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a GPT (default: the embedded Shakespeare corpus)")
+    t.add_argument("--config", help="JSON or TOML file with any of the flags below")
+    t.add_argument("--sample_tokens", type=int, default=300, help="tokens to sample after training (0: none)")
+    _add_dataclass_flags(t, TrainConfig, "training")
+    _add_dataclass_flags(t, GPTConfig, "model", skip=("vocab_size",))
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("--ckpt", default="out/ckpt.npz", help="checkpoint file (default: out/ckpt.npz)")
+    s.add_argument("--prompt", default="\n", help="prompt text")
+    s.add_argument("--prompt_file", help="read the prompt from this file instead")
+    s.add_argument("--max_new_tokens", type=int, default=500)
+    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--top_k", type=int, default=None)
+    s.add_argument("--top_p", type=float, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True, help="use the KV cache")
+    return parser
+
+
+def cmd_train(args: dict[str, Any]) -> None:
+    from gpt.sample import generate
+    from gpt.train import train
+
+    n_sample = args.pop("sample_tokens")
+    cfg = make_train_config(args)
+    result = train(cfg)
+    print(json.dumps({"iter": result["iter"], **{f"{k}_loss": v for k, v in result["losses"].items()},
+                      "best_val": result["best_val"], "train_seconds": round(result["train_seconds"], 1)}))
+    if n_sample:
+        tok = result["tokenizer"]
+        ids = generate(result["model"], tok.encode("\n"), n_sample, temperature=0.8, seed=cfg.seed)
+        print("---- sample ----")
+        print(tok.decode(ids[1:]))
+
+
+def cmd_sample(args: dict[str, Any]) -> None:
+    from gpt.sample import generate
+    from gpt.train import load_model
+
+    model, tok, _ = load_model(args["ckpt"], args["device"])
+    prompt = Path(args["prompt_file"]).read_text(encoding="utf-8") if args["prompt_file"] else args["prompt"]
+    ids = tok.encode(prompt)
+    out = generate(model, ids, args["max_new_tokens"], args["temperature"], args["top_k"], args["top_p"],
+                   args["seed"], use_cache=args["cache"])
+    print(tok.decode(out))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    command = args.pop("command")
+    try:
+        {"train": cmd_train, "sample": cmd_sample}[command](args)
+    except (ValueError, TypeError, IndexError, KeyError, RuntimeError, OSError) as e:
+        if os.environ.get("MINIGRAD_TRACEBACK"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

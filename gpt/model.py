@@ -1,0 +1,189 @@
+"""The GPT-2 model on minigrad: embeddings, pre-LayerNorm transformer blocks, a tied LM head.
+
+Shape legend: B batch, T time (sequence length), C channels (n_embd),
+H heads (n_head), hs head size (C / H), V vocabulary size.
+
+Parameter names and layouts are nanoGPT's (`transformer.h.0.attn.c_attn.weight`
+is (3C, C)), so a nanoGPT state dict maps one to one. Leaves out: flash
+attention and bias-free variants beyond `bias=False`; loading OpenAI's weights.
+
+Read next: tokenizer.py, data.py, train.py.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import minigrad
+import minigrad.functional as F
+from minigrad import nn
+from minigrad.tensor import Tensor
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65  # number of distinct tokens (65 characters for tiny Shakespeare)
+    block_size: int = 64  # longest context the model sees: T <= block_size
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads per block; must divide n_embd
+    n_embd: int = 128  # C, the width of the residual stream
+    dropout: float = 0.0  # dropout on embeddings, attention weights and residual branches
+    bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2: True)
+    pos_encoding: str = "learned"  # "learned" (GPT-2) or "sinusoidal" (the original transformer)
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"GPTConfig: {name} must be a positive integer, got {v!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if self.pos_encoding not in ("learned", "sinusoidal"):
+            raise ValueError(f"GPTConfig: pos_encoding must be 'learned' or 'sinusoidal', got {self.pos_encoding!r}")
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v for all heads
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
+        B, T, C = x.shape
+        H = self.n_head
+        q, k, v = self.c_attn(x).split(C, axis=2)  # 3 x (B, T, C)
+        q = q.reshape(B, T, H, C // H).transpose(1, 2)  # (B, H, T, hs)
+        k = k.reshape(B, T, H, C // H).transpose(1, 2)  # (B, H, T, hs)
+        v = v.reshape(B, T, H, C // H).transpose(1, 2)  # (B, H, T, hs)
+        if cache is not None:  # sampling: prepend the keys and values of earlier positions
+            if "k" in cache:
+                k = F.cat([cache["k"], k], axis=2)  # (B, H, T_past + T, hs)
+                v = F.cat([cache["v"], v], axis=2)
+            cache["k"], cache["v"] = k, v
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=p)  # (B, H, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
+        return self.resid_dropout(self.c_proj(y))  # (B, T, C)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+
+
+class Block(nn.Module):
+    """x + attn(ln_1(x)), then x + mlp(ln_2(x)): pre-LayerNorm residual blocks, as GPT-2."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache)  # (B, T, C)
+        return x + self.mlp(self.ln_2(x))  # (B, T, C)
+
+
+def sinusoidal_positions(block_size: int, n_embd: int) -> np.ndarray:
+    """The original transformer's fixed encoding: sin on even channels, cos on odd, wavelengths 2pi..10000*2pi."""
+    pos = np.arange(block_size)[:, None]  # (T, 1)
+    freq = np.exp(-math.log(10000.0) * np.arange(0, n_embd, 2) / n_embd)  # (C/2,)
+    table = np.zeros((block_size, n_embd))
+    table[:, 0::2] = np.sin(pos * freq)
+    table[:, 1::2] = np.cos(pos * freq[: n_embd // 2])
+    return table
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        parts: dict[str, nn.Module] = {"wte": nn.Embedding(config.vocab_size, config.n_embd)}
+        if config.pos_encoding == "learned":
+            parts["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        parts.update(
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        )
+        self.transformer = nn.ModuleDict(parts)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # weight tying: one (V, C) matrix in and out
+        self._init_weights()
+        if config.pos_encoding == "sinusoidal":
+            self.pos_table = Tensor(sinusoidal_positions(config.block_size, config.n_embd))  # fixed, not a Parameter
+
+    def _init_weights(self) -> None:
+        """GPT-2: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer)), biases 0, LayerNorm 1."""
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # each block adds two residual branches: keep their sum's scale
+                std = 0.02 / math.sqrt(2 * self.config.n_layer)
+            elif name.endswith(".bias"):
+                std = 0.0
+            elif ".ln_" in name or name.startswith("transformer.ln_f"):
+                continue
+            else:
+                std = 0.02
+            p.data[...] = minigrad.randn(*p.shape, device=p.device, dtype=p.dtype).data * std
+
+    def forward(
+        self, idx: Any, targets: Any = None, cache: list[dict[str, Tensor]] | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """idx (B, T) token ids -> (logits, loss). With targets (B, T): logits (B, T, V) and the mean
+        cross-entropy. Without: logits for the last position only, (B, 1, V), and loss None.
+        `cache` (one dict per layer) holds keys and values of earlier positions while sampling."""
+        idx = idx if isinstance(idx, Tensor) else Tensor(idx, device=self.lm_head.weight.device)
+        if idx.ndim != 2:
+            raise ValueError(f"GPT: idx must be (B, T) token ids, got shape {idx.shape}")
+        B, T = idx.shape
+        past = cache[0]["k"].shape[2] if cache and "k" in cache[0] else 0
+        if past + T > self.config.block_size:
+            raise ValueError(f"GPT: sequence of {past + T} tokens is longer than block_size {self.config.block_size}")
+        pos = minigrad.arange(past, past + T, device=idx.device)  # (T,)
+        tok_emb = self.transformer.wte(idx)  # (B, T, C)
+        pos_emb = self.transformer.wpe(pos) if "wpe" in self.transformer else self.pos_table[past : past + T]
+        x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache[i] if cache is not None else None)
+        x = self.transformer.ln_f(x)  # (B, T, C)
+        if targets is None:
+            return self.lm_head(x[:, -1:, :]), None  # (B, 1, V): only the next token is needed
+        t = targets if isinstance(targets, Tensor) else Tensor(targets, device=idx.device)
+        if t.shape != (B, T):
+            raise ValueError(f"GPT: targets must have the shape of idx {(B, T)}, got {t.shape}")
+        logits = self.lm_head(x)  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(B * T, -1), t.reshape(B * T), ignore_index=-1)
+        return logits, loss
+
+    def to(self, device: str) -> GPT:
+        super().to(device)
+        if "wpe" not in self.transformer:
+            self.pos_table = self.pos_table.to(device)
+        return self
+
+    def configure_optimizer(
+        self, weight_decay: float, learning_rate: float, betas: tuple[float, float]
+    ) -> minigrad.optim.AdamW:
+        """AdamW with weight decay on matrices (>= 2-D: embeddings, Linear weights) only, not on
+        biases and LayerNorm gains, as nanoGPT does."""
+        params = list(self.parameters())
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return minigrad.optim.AdamW(groups, lr=learning_rate, betas=betas)

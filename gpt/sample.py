@@ -1,0 +1,93 @@
+"""Sampling: generate tokens one at a time from a trained GPT, with a KV cache.
+
+Each step turns the logits of the last position into probabilities
+(temperature, then top-k and/or top-p filtering) and draws the next token
+from a seeded generator.
+
+Without a cache every step runs the model over the whole context (up to
+block_size tokens). With the cache, each layer keeps the keys and values of
+the positions it has seen, so a step runs the model over one new position.
+Contexts are cropped to block_size: uncached, to the last block_size tokens
+(nanoGPT's sliding window); cached, by keeping the last block_size // 2 tokens
+and re-encoding them once the cache is full (positions are absolute, so a
+cache cannot slide), which keeps the cost per token low. Both give the same
+tokens as long as prompt + generated tokens fit in block_size.
+
+Read next: cli.py.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+import minigrad
+from gpt.model import GPT
+
+
+def next_token_probs(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray:
+    """(V,) logits -> (V,) probabilities after temperature, top-k and top-p (nucleus) filtering."""
+    logits = logits.astype(np.float64)
+    if temperature <= 0:  # greedy
+        p = np.zeros_like(logits)
+        p[int(np.argmax(logits))] = 1.0
+        return p
+    logits = logits / temperature
+    if top_k is not None and top_k < len(logits):
+        kth = np.partition(logits, -top_k)[-top_k]
+        logits = np.where(logits < kth, -np.inf, logits)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        cum = np.cumsum(p[order])
+        keep = order[: int(np.searchsorted(cum, top_p)) + 1]  # the smallest set with mass >= top_p
+        mask = np.zeros_like(p, dtype=bool)
+        mask[keep] = True
+        p = np.where(mask, p, 0.0)
+        p /= p.sum()
+    return p
+
+
+def generate(
+    model: GPT,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> list[int]:
+    """prompt ids -> prompt + max_new_tokens sampled ids."""
+    cfg = model.config
+    if not prompt:
+        raise ValueError("generate: the prompt must hold at least one token")
+    bad = [t for t in prompt if not 0 <= int(t) < cfg.vocab_size]
+    if bad:
+        raise ValueError(f"generate: prompt token id {bad[0]} is out of range for vocab_size {cfg.vocab_size}")
+    if top_k is not None and top_k <= 0:
+        raise ValueError(f"generate: top_k must be positive, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
+    rng = np.random.default_rng(seed)
+    tokens = [int(t) for t in prompt]
+    was_training = model.training
+    model.eval()
+    cache: list[dict[str, Any]] | None = None
+    try:
+        with minigrad.no_grad():
+            for _ in range(max_new_tokens):
+                if not use_cache:
+                    logits, _ = model([tokens[-cfg.block_size :]])
+                elif cache is None or cache[0]["k"].shape[2] >= cfg.block_size:
+                    keep = tokens[-cfg.block_size :] if cache is None else tokens[-(cfg.block_size // 2) :]
+                    cache = [{} for _ in range(cfg.n_layer)]
+                    logits, _ = model([keep], cache=cache)  # (re-)encode the context
+                else:
+                    logits, _ = model([tokens[-1:]], cache=cache)  # one new position
+                p = next_token_probs(logits.numpy()[0, -1], temperature, top_k, top_p)
+                tokens.append(int(rng.choice(len(p), p=p)))
+    finally:
+        model.train(was_training)
+    return tokens
