@@ -19,6 +19,7 @@ Read next: tensor.py, then ops/elementwise.py.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from minigrad.tensor import Tensor
 
 _grad_enabled = True
+_timings: dict[str, float] | None = None  # op name -> seconds, while profile() is on
 
 
 @contextlib.contextmanager
@@ -42,6 +44,23 @@ def no_grad() -> Iterator[None]:
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
+
+
+@contextlib.contextmanager
+def profile() -> Iterator[dict[str, float]]:
+    """Collect the seconds spent in each op's forward and backward ("Linear.forward": 0.12, ...).
+    On a GPU the numbers are launch times unless you synchronize: use it on the CPU."""
+    global _timings
+    prev, _timings = _timings, {}
+    try:
+        yield _timings
+    finally:
+        _timings = prev
+
+
+def _record(key: str, t0: float) -> None:
+    if _timings is not None:
+        _timings[key] = _timings.get(key, 0.0) + time.perf_counter() - t0
 
 
 class Function:
@@ -65,6 +84,7 @@ class Function:
         fn = cls()
         fn.needs_grad = tuple(t.requires_grad for t in inputs)
         record = _grad_enabled and any(fn.needs_grad)
+        t0 = time.perf_counter() if _timings is not None else 0.0
         try:
             out = fn.forward(*[t.data for t in inputs], **params)
         except ValueError as e:  # NumPy's shape errors, re-raised with the op and the shapes
@@ -72,6 +92,8 @@ class Function:
             raise ValueError(f"{cls.__name__}: {e} (input shapes: {shapes})") from None
         if isinstance(out, np.generic):  # NumPy gives scalars for 0-d results; keep arrays
             out = np.asarray(out)
+        if _timings is not None:
+            _record(cls.__name__ + ".forward", t0)
         result = Tensor._make(out, record)
         if record:
             fn.inputs = inputs
@@ -121,7 +143,10 @@ def backward(root: Tensor, dout: Any, retain_graph: bool = False) -> None:
                 f"backward through a graph that was already freed (at {type(fn).__name__}): "
                 "call backward(retain_graph=True) the first time to backward twice"
             )
+        t0 = time.perf_counter() if _timings is not None else 0.0
         in_grads = fn.backward(g)
+        if _timings is not None:
+            _record(type(fn).__name__ + ".backward", t0)
         for inp, gi in zip(fn.inputs, in_grads):
             if gi is None or not inp.requires_grad:
                 continue

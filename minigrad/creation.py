@@ -21,12 +21,12 @@ def _place(dtype: Any, device: str | None) -> tuple[Any, Any, str]:
 
 def zeros(*shape: int, dtype: Any = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
     xp, dtype, device = _place(dtype, device)
-    return Tensor(xp.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+    return Tensor(xp.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad, dtype=dtype)
 
 
 def ones(*shape: int, dtype: Any = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
     xp, dtype, device = _place(dtype, device)
-    return Tensor(xp.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+    return Tensor(xp.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad, dtype=dtype)
 
 
 def randn(*shape: int, dtype: Any = None, device: str | None = None, requires_grad: bool = False) -> Tensor:

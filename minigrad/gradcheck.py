@@ -72,11 +72,12 @@ def gradcheck(
     def directional(dirs: list[Any]) -> float:
         originals = [t.data for t in checked]
         try:
+            # xp.asarray: for a 0-d input NumPy's x0 + eps * d is a scalar, not an array
             for t, x0, d in zip(checked, originals, dirs):
-                t.data = x0 + eps * d
+                t.data = xp.asarray(x0 + eps * d)
             f_plus = F()
             for t, x0, d in zip(checked, originals, dirs):
-                t.data = x0 - eps * d
+                t.data = xp.asarray(x0 - eps * d)
             f_minus = F()
         finally:
             for t, x0 in zip(checked, originals):

@@ -43,6 +43,8 @@ class FakeGPUArray:
     def __getattr__(self, name: str) -> Any:
         if name == "_a":  # during copy/unpickling, before __init__ ran
             raise AttributeError(name)
+        if name.startswith("__array"):  # __array_interface__/__array_struct__ would let NumPy read the host copy
+            raise AttributeError(name)
         return _wrap_attr(getattr(self._a, name))
 
     def __getitem__(self, key: Any) -> Any:
@@ -121,6 +123,8 @@ def _wrap(x: Any) -> Any:
         return FakeGPUArray(np.asarray(x))
     if isinstance(x, (tuple, list)):
         return type(x)(_wrap(v) for v in x)
+    if isinstance(x, np.random.Generator):  # xp.random.default_rng(): its samples are fakegpu arrays, as in CuPy
+        return _Proxy(x, "Generator")
     return x
 
 

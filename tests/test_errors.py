@@ -1,0 +1,106 @@
+"""Errors say what was wrong: the op, the shapes, devices, dtypes or ids involved."""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import pytest
+
+import minigrad
+import minigrad.functional as F
+from minigrad import nn
+
+
+def ones(*shape, device, **kw):
+    return minigrad.ones(*shape, device=device, **kw)
+
+
+def ids(values, device):
+    return minigrad.tensor(values, device=device)
+
+
+CASES = {
+    "add shapes": (
+        lambda d: ones(2, 3, device=d) + ones(4, device=d),
+        ValueError, r"Add: .*\(2, 3\), \(4,\)",
+    ),
+    "matmul inner dims": (
+        lambda d: ones(2, 3, device=d) @ ones(4, 5, device=d),
+        ValueError, r"matmul: inner dimensions differ: \(2, 3\) @ \(4, 5\)",
+    ),
+    "reshape": (
+        lambda d: ones(2, 3, device=d).reshape(4, 2),
+        ValueError, r"reshape: .*shape \(2, 3\) \(6 elements\) as \(4, 2\)",
+    ),
+    "cross_entropy shapes": (
+        lambda d: F.cross_entropy(ones(2, 3, 4, device=d), ids([0, 1], d)),
+        ValueError, r"cross_entropy: expected logits \(N, V\) and targets \(N,\), got \(2, 3, 4\) and \(2,\)",
+    ),
+    "linear": (
+        lambda d: nn.Linear(5, 4).to(d)(ones(2, 3, device=d)),
+        ValueError, r"linear: input \(2, 3\) does not fit weight \(4, 5\)",
+    ),
+    "dtype mismatch": (
+        lambda d: ones(2, device=d) + ones(2, device=d, dtype=np.float64),
+        TypeError, r"add: dtype mismatch, float32 and float64",
+    ),
+    "requires_grad on integers": (
+        lambda d: minigrad.tensor([1, 2], requires_grad=True, device=d),
+        TypeError, r"only floating tensors can require grad.*int64",
+    ),
+    "non-scalar backward": (
+        lambda d: (ones(2, 3, device=d, requires_grad=True) * 2).backward(),
+        RuntimeError, r"needs a scalar, this tensor has shape \(2, 3\)",
+    ),
+    "embedding id too large": (
+        lambda d: F.embedding(ids([0, 5], d), ones(5, 3, device=d)),
+        IndexError, r"embedding: id 5 is out of range .* 5 rows",
+    ),
+    "embedding id negative": (
+        lambda d: F.embedding(ids([-1, 0], d), ones(5, 3, device=d)),
+        IndexError, r"embedding: id -1 is out of range",
+    ),
+    "cross_entropy target": (
+        lambda d: F.cross_entropy(ones(2, 3, device=d), ids([0, 3], d)),
+        IndexError, r"cross_entropy: target 3 is out of range for 3 classes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_error_names_what_was_wrong(device, case):
+    fn, error, match = CASES[case]
+    with pytest.raises(error, match=match):
+        fn(device)
+
+
+@pytest.mark.parametrize("op", [operator.add, operator.mul, operator.matmul], ids=["add", "mul", "matmul"])
+def test_device_mix_names_both_devices(op):
+    a, b = minigrad.ones(2, 2, device="cpu"), minigrad.ones(2, 2, device="fakegpu")
+    with pytest.raises(RuntimeError, match="one device, found cpu and fakegpu"):
+        op(a, b)
+    with pytest.raises(RuntimeError, match="one device, found fakegpu and cpu"):
+        op(b, a)
+
+
+def test_second_backward_through_a_freed_graph(device):
+    x = ones(2, device=device, requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match=r"already freed.*retain_graph=True"):
+        y.backward()
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda: minigrad.tensor([1.0], device="tpu"),
+        lambda: minigrad.ones(2).to("tpu"),
+        lambda: minigrad.set_default_device("tpu"),
+    ],
+    ids=["tensor", "to", "set_default_device"],
+)
+def test_unknown_device(fn):
+    with pytest.raises(ValueError, match=r"unknown or unavailable device 'tpu'; available: \['cpu'"):
+        fn()
+    assert minigrad.get_default_device() != "tpu"

@@ -1,0 +1,148 @@
+"""The autograd graph: backward order and accumulation, no_grad/detach/retain_grad, freeing, tensor facts."""
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import minigrad
+from minigrad import nn
+
+
+def leaf(values, device):
+    return minigrad.tensor(values, requires_grad=True, device=device)
+
+
+def test_backward_through_a_10000_op_chain(device):
+    x = leaf([1.0, 2.0], device)
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001  # dy/dx is the product of the 10,000 local derivatives
+    y.sum().backward()  # an iterative topological sort: no RecursionError
+    np.testing.assert_allclose(x.grad.numpy(), [1.0001**10_000] * 2, rtol=1e-3)
+
+
+def test_grads_accumulate_until_zero_grad(device):
+    x = leaf([1.0, 2.0], device)
+    (x * x).sum().backward()
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (2 * np.array([1.0, 2.0])))
+    x.zero_grad()
+    assert x.grad is None
+    (3 * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
+
+
+def test_diamond_sums_the_grads_of_both_paths(device):
+    x = leaf([1.0, 2.0], device)
+    h = x * 3  # h feeds two branches that meet again in y
+    y = (h * h + h).sum()  # dy/dx = (2h + 1) * 3
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), (2 * np.array([3.0, 6.0]) + 1) * 3)
+
+
+def test_no_grad_records_no_graph(device):
+    x = leaf([1.0, 2.0], device)
+    with minigrad.no_grad():
+        assert not minigrad.is_grad_enabled()
+        y = x * 2
+    assert minigrad.is_grad_enabled()
+    assert not y.requires_grad and y._ctx is None
+    assert (x * 2).requires_grad  # recording is back on outside the block
+
+
+def test_detach_cuts_the_graph(device):
+    x = leaf([1.0, 2.0], device)
+    d = (x * 2).detach()
+    assert not d.requires_grad and d.is_leaf
+    np.testing.assert_array_equal(d.numpy(), [2.0, 4.0])
+    (d * x).sum().backward()  # no gradient flows through d: d(d*x)/dx = d
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_retain_grad_keeps_an_intermediate_grad(device):
+    x = leaf([1.0, 2.0], device)
+    h = x * 2
+    g = x * 3
+    h.retain_grad()
+    (h * g).sum().backward()
+    np.testing.assert_allclose(h.grad.numpy(), [3.0, 6.0])  # dy/dh = g
+    assert g.grad is None  # intermediates keep no grad unless asked
+    np.testing.assert_allclose(x.grad.numpy(), [12.0, 24.0])  # d(6 x^2)/dx
+
+
+def test_backward_on_a_scalar_uses_grad_one_and_others_take_grad(device):
+    x = leaf([1.0, 2.0], device)
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+    x.zero_grad()
+    (x * x).backward(minigrad.tensor([1.0, 10.0], device=device))
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 40.0])
+
+
+def test_retain_graph_allows_a_second_backward(device):
+    x = leaf([1.0, 2.0], device)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
+
+
+def data_owner(t):
+    """The array that owns t's memory: the base of any view (a fakegpu array wraps a NumPy array)."""
+    a = getattr(t.data, "_a", t.data)
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return a
+
+
+@pytest.mark.parametrize("run_backward", [False, True])
+def test_graph_is_freed_by_reference_counting_alone(device, run_backward):
+    x = leaf(np.ones((4, 8)), device)
+    gc.disable()  # any reference cycle would now keep the activations alive
+    try:
+        h = (x * 2).tanh()  # an intermediate activation, saved by the ops that use it
+        loss = (h * h).sum()
+        try:
+            refs = [weakref.ref(h), weakref.ref(data_owner(h))]
+        except TypeError:
+            pytest.skip("this backend's arrays take no weak references")
+        del h
+        if run_backward:
+            loss.backward()
+        else:
+            assert all(r() is not None for r in refs)  # the graph holds the activation...
+        del loss
+        assert all(r() is None for r in refs)  # ...and dropping the loss frees it, without gc.collect
+    finally:
+        gc.enable()
+
+
+def test_tensor_facts_and_host_copies(device):
+    x = minigrad.tensor([[1.0, 2.0, 3.0]], device=device)
+    assert (x.shape, x.dtype, x.device) == ((1, 3), np.float32, device)
+    a = x.numpy()
+    assert type(a) is np.ndarray
+    np.testing.assert_array_equal(a, [[1.0, 2.0, 3.0]])
+    a[0, 0] = 100.0  # numpy() is a copy
+    assert x.numpy()[0, 0] == 1.0
+    s = x.sum().item()
+    assert s == 6.0 and type(s) is float
+
+
+def test_default_dtype_is_float32_and_can_be_float64(device):
+    assert minigrad.get_default_dtype() == np.float32
+    assert minigrad.tensor(np.ones(2), device=device).dtype == np.float32  # float64 data is converted
+    assert minigrad.tensor([1, 2], device=device).dtype.kind == "i"  # integers keep their kind
+    assert minigrad.zeros(2, device=device, dtype=np.float64).dtype == np.float64  # unless asked otherwise
+    prev = minigrad.get_default_dtype()
+    minigrad.set_default_dtype(np.float64)
+    try:
+        assert minigrad.tensor([1.0], device=device).dtype == np.float64
+        assert minigrad.randn(2, device=device).dtype == np.float64
+        assert nn.Linear(2, 3).weight.dtype == np.float64
+    finally:
+        minigrad.set_default_dtype(prev)
+    assert minigrad.tensor([1.0], device=device).dtype == np.float32

@@ -1,0 +1,164 @@
+"""optim: SGD, Adam and AdamW against hand computations, clipping, schedules, state dicts, and grads set elsewhere."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import minigrad
+from minigrad import nn, optim
+from minigrad.nn.utils import clip_grad_norm_
+
+P0 = [np.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]]), np.array([0.1, -0.2, 0.3])]
+G1 = [np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]]), np.array([0.5, 0.5, -2.0])]
+G2 = [np.array([[-0.5, 1.0, 1.5], [2.0, -1.0, 0.0]]), np.array([-1.0, 0.25, 1.0])]
+
+
+def make_params(device):
+    return [nn.Parameter(minigrad.tensor(p, device=device)) for p in P0]
+
+
+def set_grads(params, grads, device):
+    """Backward of sum(p * g), so each p.grad becomes exactly g."""
+    loss = sum((p * minigrad.tensor(g, device=device)).sum() for p, g in zip(params, grads))
+    loss.backward()
+
+
+def run(opt, params, device, grads_per_step):
+    for grads in grads_per_step:
+        opt.zero_grad()
+        set_grads(params, grads, device)
+        opt.step()
+
+
+def assert_params(params, expected):
+    for p, e in zip(params, expected):
+        np.testing.assert_allclose(p.numpy(), e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("momentum, weight_decay", [(0.0, 0.0), (0.9, 0.0), (0.9, 0.1)])
+def test_sgd_matches_hand_computation(device, momentum, weight_decay):
+    lr = 0.1
+    params = make_params(device)
+    run(optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay), params, device, [G1, G2])
+    expected = []
+    for p, g1, g2 in zip(P0, G1, G2):
+        buf = None
+        for g in (g1, g2):
+            g = g + weight_decay * p
+            buf = g if buf is None else momentum * buf + g
+            p = p - lr * buf
+        expected.append(p)
+    assert_params(params, expected)
+
+
+def adam_reference(p, grads, lr, betas, eps, weight_decay, decoupled):
+    """Adam (L2 decay added to the gradient) or AdamW (decoupled decay), step by step in NumPy."""
+    (b1, b2), m, v = betas, np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return p
+
+
+@pytest.mark.parametrize("cls, decoupled", [(optim.Adam, False), (optim.AdamW, True)])
+def test_adam_and_adamw_match_hand_computation(device, cls, decoupled):
+    hyper = {"lr": 0.1, "betas": (0.9, 0.99), "eps": 1e-8, "weight_decay": 0.1}
+    params = make_params(device)
+    run(cls(params, **hyper), params, device, [G1, G2])
+    expected = [adam_reference(p, [g1, g2], decoupled=decoupled, **hyper) for p, g1, g2 in zip(P0, G1, G2)]
+    assert_params(params, expected)
+
+
+def test_parameter_groups_keep_their_own_hyperparameters(device):
+    w, b = params = make_params(device)
+    groups = [{"params": [w], "weight_decay": 0.5}, {"params": [b], "lr": 0.01, "weight_decay": 0.0}]
+    run(optim.AdamW(groups, lr=0.1, betas=(0.9, 0.99)), params, device, [G1, G2])
+    common = {"betas": (0.9, 0.99), "eps": 1e-8, "decoupled": True}
+    expected = [
+        adam_reference(P0[0], [G1[0], G2[0]], lr=0.1, weight_decay=0.5, **common),  # lr from the defaults
+        adam_reference(P0[1], [G1[1], G2[1]], lr=0.01, weight_decay=0.0, **common),
+    ]
+    assert_params(params, expected)
+
+
+def test_clip_grad_norm_returns_the_norm_and_scales_grads(device):
+    params = make_params(device)
+    set_grads(params, G1, device)
+    total = math.sqrt(sum((g**2).sum() for g in G1))
+    assert total > 1.0
+    assert clip_grad_norm_(params, max_norm=1.0) == pytest.approx(total, rel=1e-5)
+    for p, g in zip(params, G1):
+        np.testing.assert_allclose(p.grad.numpy(), g / total, rtol=1e-5)
+    assert clip_grad_norm_(params, max_norm=10.0) == pytest.approx(1.0, rel=1e-5)  # under the limit...
+    for p, g in zip(params, G1):
+        np.testing.assert_allclose(p.grad.numpy(), g / total, rtol=1e-5)  # ...grads stay as they are
+
+
+@pytest.mark.parametrize(
+    "it, lr",
+    [
+        (0, 0.1),  # warmup starts at max_lr / warmup_iters
+        (9, 1.0),  # and ends at max_lr
+        (10, 1.0),  # the cosine starts at max_lr
+        (60, 0.55),  # halfway down: (max_lr + min_lr) / 2
+        (110, 0.1),  # min_lr at decay_iters
+        (1000, 0.1),  # and after
+    ],
+)
+def test_warmup_cosine_values(it, lr):
+    assert optim.warmup_cosine(it, max_lr=1.0, warmup_iters=10, decay_iters=110, min_lr=0.1) == pytest.approx(lr)
+
+
+def test_warmup_cosine_scheduler_sets_each_groups_lr(device):
+    w, b = params = make_params(device)
+    opt = optim.SGD([{"params": [w]}, {"params": [b], "lr": 0.1}], lr=1.0)
+    sched = optim.WarmupCosine(opt, warmup_iters=2, decay_iters=6, min_lr_ratio=0.1)
+    seen = [sched.get_last_lr()]
+    for _ in range(7):
+        sched.step()
+        seen.append(sched.get_last_lr())
+    np.testing.assert_allclose([s[0] for s in seen], [0.5, 1.0, 1.0, 0.8682, 0.55, 0.2318, 0.1, 0.1], atol=1e-4)
+    np.testing.assert_allclose([s[1] for s in seen], [s[0] / 10 for s in seen])  # scaled by the group's lr
+    run(opt, params, device, [G1])  # the optimizer steps with the scheduled lr
+    assert_params(params, [P0[0] - 0.1 * G1[0], P0[1] - 0.01 * G1[1]])
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), lambda ps: optim.AdamW(ps, lr=0.1)],
+    ids=["sgd", "adamw"],
+)
+def test_optimizer_state_dict_round_trip(device, make_opt):
+    params = make_params(device)
+    opt = make_opt(params)
+    run(opt, params, device, [G1, G2])
+    resumed = [nn.Parameter(minigrad.tensor(p.numpy(), device=device)) for p in params]
+    opt2 = make_opt(resumed)
+    opt2.load_state_dict(opt.state_dict())
+    run(opt, params, device, [G2])
+    run(opt2, resumed, device, [G2])
+    for p, q in zip(params, resumed):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_step_after_model_zero_grad(device):
+    model = nn.Linear(3, 2).to(device)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    x = minigrad.tensor([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]], device=device)
+    w0, b0 = model.weight.numpy(), model.bias.numpy()
+    for _ in range(2):
+        model.zero_grad()  # grads become None; backward then makes fresh arrays that step() copies in
+        assert model.weight.grad is None
+        model(x).sum().backward()
+        opt.step()
+    # d(sum(x @ W.T + b))/dW has every row equal to x.sum(0), and d/db is 2 (two rows of x): no accumulation
+    np.testing.assert_allclose(model.weight.numpy(), w0 - 0.1 * 2 * np.tile([1.5, 2.5, 3.5], (2, 1)), rtol=1e-5)
+    np.testing.assert_allclose(model.bias.numpy(), b0 - 0.1 * 2 * 2.0, rtol=1e-5)
