@@ -92,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
     s.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True, help="use the KV cache")
+
+    b = sub.add_parser("bench", help="time training steps (and sampling), optionally against PyTorch")
+    b.add_argument("--batch_size", type=int, default=12)
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--iters", type=int, default=20, help="timed steps (the median is reported)")
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--vs", choices=["torch"], help="also time the identical PyTorch model, alternating steps")
+    b.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the PyTorch side")
+    b.add_argument("--profile", action="store_true", help="print where minigrad's step time goes")
+    b.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True, help="also time sampling 256 tokens")
+    _add_dataclass_flags(b, GPTConfig, "model")
     return parser
 
 
@@ -123,12 +134,22 @@ def cmd_sample(args: dict[str, Any]) -> None:
     print(tok.decode(out))
 
 
+def cmd_bench(args: dict[str, Any]) -> None:
+    from gpt.bench import run_bench
+
+    model_names = {f.name for f in fields(GPTConfig)}
+    cfg = GPTConfig(**{k: v for k, v in args.items() if k in model_names})
+    result = run_bench(cfg, args["batch_size"], args["device"], args["iters"], args["warmup"], args["vs"] == "torch",
+                       args["profile"], args["sample"], args["threads"])
+    print(json.dumps(result))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     try:
-        {"train": cmd_train, "sample": cmd_sample}[command](args)
+        {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench}[command](args)
     except (ValueError, TypeError, IndexError, KeyError, RuntimeError, OSError) as e:
         if os.environ.get("MINIGRAD_TRACEBACK"):
             raise

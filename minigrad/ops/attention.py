@@ -23,16 +23,29 @@ from minigrad.ops.dropout import keep_mask
 from minigrad.tensor import Tensor, check_same_device
 
 
+_masks: dict[tuple[Any, ...], Any] = {}
+
+
+def causal_mask(xp: Any, tq: int, tk: int, dtype: Any) -> Any:
+    """(Tq, Tk) additive mask: 0 where query i may see key j (j <= i + Tk - Tq), -inf elsewhere.
+    Cached: a training run asks for the same one thousands of times."""
+    key = (xp.__name__, tq, tk, str(dtype))
+    if key not in _masks:
+        allowed = xp.tri(tq, tk, k=tk - tq, dtype=bool)
+        _masks[key] = xp.where(allowed, xp.zeros((), dtype=dtype), xp.full((), -xp.inf, dtype=dtype))
+    return _masks[key]
+
+
 class ScaledDotProductAttention(Function):
     def forward(self, q: Any, k: Any, v: Any, causal: bool, scale: float, dropmask: Any) -> Any:
         xp = get_array_module(q)
-        s = (q @ k.swapaxes(-1, -2)) * scale  # (B, H, Tq, Tk)
+        p = q @ k.swapaxes(-1, -2)  # S (B, H, Tq, Tk), turned into P in place below
+        p *= scale
         if causal:
-            tq, tk = s.shape[-2], s.shape[-1]
-            allowed = xp.tri(tq, tk, k=tk - tq, dtype=bool)  # (Tq, Tk): j <= i + (Tk - Tq)
-            s = xp.where(allowed, s, -xp.inf)
-        p = xp.exp(s - s.max(axis=-1, keepdims=True))
-        p /= p.sum(axis=-1, keepdims=True)  # (B, H, Tq, Tk)
+            p += causal_mask(xp, p.shape[-2], p.shape[-1], p.dtype)
+        p -= p.max(axis=-1, keepdims=True)
+        xp.exp(p, out=p)
+        p /= p.sum(axis=-1, keepdims=True)  # P = softmax(S), rows sum to 1
         pd = p if dropmask is None else p * dropmask
         self.q, self.k, self.v, self.p, self.pd = q, k, v, p, pd
         self.scale, self.dropmask = scale, dropmask
@@ -47,10 +60,11 @@ class ScaledDotProductAttention(Function):
     def backward(self, dout: Any) -> tuple[Any, Any, Any]:
         q, k, v, p = self.q, self.k, self.v, self.p
         dv = self.pd.swapaxes(-1, -2) @ dout if self.needs_grad[2] else None
-        dp = dout @ v.swapaxes(-1, -2)
+        ds = dout @ v.swapaxes(-1, -2)  # dP, turned into dS in place
         if self.dropmask is not None:
-            dp *= self.dropmask
-        ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+            ds *= self.dropmask
+        ds -= (ds * p).sum(axis=-1, keepdims=True)
+        ds *= p
         ds *= self.scale
         dq = ds @ k if self.needs_grad[0] else None
         dk = ds.swapaxes(-1, -2) @ q if self.needs_grad[1] else None

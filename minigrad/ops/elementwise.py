@@ -260,20 +260,38 @@ _GELU_C = math.sqrt(2.0 / math.pi)
 
 
 class GELU(Function):
-    """GPT-2's GELU, the tanh approximation: y = x/2 * (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi)."""
+    """GPT-2's GELU, the tanh approximation: y = x/2 * (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi).
+
+    The arithmetic is done in place in one scratch array: an MLP's activations are
+    the largest arrays of a GPT, and every temporary costs a pass over memory."""
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
-        self.x = x
-        self.t = xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
-        return 0.5 * x * (1 + self.t)
+        t = xp.asarray(x * x)  # x^2 (asarray: NumPy gives a scalar for 0-d x, and tanh(out=) needs an array)
+        t *= 0.044715 * _GELU_C
+        t += _GELU_C  # c (1 + 0.044715 x^2)
+        t *= x  # u = c (x + 0.044715 x^3)
+        xp.tanh(t, out=t)  # t = tanh u
+        self.x, self.t = x, t
+        y = t + 1
+        y *= x
+        y *= 0.5  # x/2 (1 + t)
+        return y
 
     # u = c (x + 0.044715 x^3),  t = tanh u,  y = x/2 (1 + t)
     # dy/dx = (1 + t)/2  +  x/2 * (1 - t^2) * du/dx,   du/dx = c (1 + 3 * 0.044715 x^2)
     def backward(self, dout: Any) -> tuple[Any]:
         x, t = self.x, self.t
-        du = _GELU_C * (1 + 3 * 0.044715 * x * x)
-        return (dout * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du),)
+        d = x * x
+        d *= 3 * 0.044715 * _GELU_C
+        d += _GELU_C  # du/dx
+        d *= x
+        d *= 1 - t * t  # x (1 - t^2) du/dx
+        d += t
+        d += 1
+        d *= 0.5  # dy/dx
+        d *= dout
+        return (d,)
 
 
 class Cast(Function):

@@ -24,7 +24,8 @@ class LayerNorm(Function):
         xc = x - mean  # (N, C)
         rstd = 1.0 / xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (N, 1)
         self.x, self.mean, self.rstd, self.wb = x, mean, rstd, wb
-        y = xc * rstd  # xhat (N, C)
+        y = xc
+        y *= rstd  # xhat (N, C), in place
         if wb:
             y *= wb[0]
             if len(wb) == 2:
@@ -39,20 +40,22 @@ class LayerNorm(Function):
     # three paths (d mean/dx = 1/C, d var/dx = 2 (x - mean)/C) gives, per row,
     #   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))      (N, C)
     def backward(self, dout: Any) -> tuple[Any, ...]:
-        xhat = (self.x - self.mean) * self.rstd
+        xhat = self.x - self.mean
+        xhat *= self.rstd  # (N, C)
         lead = tuple(range(dout.ndim - 1))
         grads: list[Any] = [None]
         dxhat = dout
         if self.wb:
-            weight = self.wb[0]
             grads.append((dout * xhat).sum(axis=lead) if self.needs_grad[1] else None)
             if len(self.wb) == 2:
                 grads.append(dout.sum(axis=lead) if self.needs_grad[2] else None)
-            dxhat = dout * weight
+            dxhat = dout * self.wb[0]
         if self.needs_grad[0]:
-            grads[0] = self.rstd * (
-                dxhat - dxhat.mean(axis=-1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
-            )
+            dx = dxhat - dxhat.mean(axis=-1, keepdims=True)
+            xhat *= (dxhat * xhat).mean(axis=-1, keepdims=True)
+            dx -= xhat
+            dx *= self.rstd
+            grads[0] = dx
         return tuple(grads)
 
 

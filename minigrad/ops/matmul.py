@@ -55,10 +55,10 @@ class Linear(Function):
 
     def forward(self, x: Any, w: Any, *b: Any) -> Any:
         self.x, self.w = x, w
-        y = x @ w.T
+        y = x.reshape(-1, w.shape[1]) @ w.T  # (N, out): one BLAS call, not one per batch row
         if b:
             y += b[0]
-        return y
+        return y.reshape(x.shape[:-1] + (w.shape[0],))
 
     # x2 = x as (N, in), dy2 = dout as (N, out):
     #   dx = dout @ W            (N, in)  = (N, out) @ (out, in)

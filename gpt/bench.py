@@ -1,0 +1,186 @@
+"""`python -m gpt bench`: time full training steps, optionally side by side with PyTorch.
+
+A step is what training does: forward with targets, backward, global-norm
+clipping, an AdamW update, zeroing the grads. After warm-up steps, the two
+frameworks (with --vs torch) run alternately, step by step, on the same
+batches and the same initial weights, so both see the same machine state.
+Peak memory is measured in a fresh subprocess per framework: the peak resident
+set size, and its growth over the resident size once the model is built (the
+memory the steps themselves need). Sampling speed: 256 new tokens with and
+without the KV cache. The last line printed is one JSON object.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from typing import Any, Callable
+
+import numpy as np
+
+import minigrad
+from gpt.model import GPT, GPTConfig
+from gpt.sample import generate
+from minigrad.nn.utils import clip_grad_norm_
+
+# Categories for --profile, by op name.
+CATEGORIES = {
+    "matmul": ("MatMul", "Linear"),
+    "attention": ("ScaledDotProductAttention",),
+    "layernorm/softmax/loss": ("LayerNorm", "Softmax", "LogSoftmax", "CrossEntropy"),
+    "embedding": ("Embedding",),
+}
+
+
+def _batches(cfg: GPTConfig, batch_size: int, n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, cfg.vocab_size, size=(batch_size, cfg.block_size + 1)) for _ in range(n)]
+
+
+def minigrad_stepper(cfg: GPTConfig, batch_size: int, device: str) -> tuple[GPT, Callable[[np.ndarray], float], dict[str, float]]:
+    minigrad.set_default_dtype("float32")
+    minigrad.manual_seed(0)
+    model = GPT(cfg).to(device)
+    opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.99))
+    params = list(model.parameters())
+    optim_seconds = {"optimizer": 0.0}
+
+    def step(batch: np.ndarray) -> float:
+        x = minigrad.tensor(batch[:, :-1], device=device)
+        y = minigrad.tensor(batch[:, 1:], device=device)
+        _, loss = model(x, y)
+        loss.backward()
+        t0 = time.perf_counter()
+        clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad()
+        optim_seconds["optimizer"] += time.perf_counter() - t0
+        return loss.item()
+
+    return model, step, optim_seconds
+
+
+def torch_stepper(cfg: GPTConfig, model: GPT, threads: int | None) -> Callable[[np.ndarray], float]:
+    import torch
+
+    from gpt.torch_gpt import TorchGPT, load_minigrad_weights
+
+    if threads:
+        torch.set_num_threads(threads)
+    tmodel = TorchGPT(cfg)
+    load_minigrad_weights(tmodel, model)
+    opt = tmodel.configure_optimizer(0.1, 1e-3, (0.9, 0.99))
+
+    def step(batch: np.ndarray) -> float:
+        b = torch.from_numpy(batch)
+        _, loss = tmodel(b[:, :-1], b[:, 1:])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tmodel.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return step
+
+
+def _timed(step: Callable[[np.ndarray], float], batch: np.ndarray) -> float:
+    t0 = time.perf_counter()
+    step(batch)
+    return time.perf_counter() - t0
+
+
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (VmRSS: now, VmHWM: peak), in MB.
+    (getrusage's ru_maxrss would do, but Linux carries it over from the parent process.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def memory_probe(framework: str, cfg_json: str, batch_size: int, device: str, steps: int) -> dict[str, float]:
+    """Run `steps` training steps of one framework in this (fresh) process; report memory in MB."""
+    cfg = GPTConfig(**json.loads(cfg_json))
+    model, step, _ = minigrad_stepper(cfg, batch_size, device)
+    if framework == "torch":
+        step = torch_stepper(cfg, model, None)
+        del model
+    base = _status_mb("VmRSS")
+    for b in _batches(cfg, batch_size, steps):
+        step(b)
+    peak = _status_mb("VmHWM")
+    return {"peak_mem_mb": round(peak, 1), "step_mem_mb": round(peak - base, 1)}
+
+
+def _probe_subprocess(framework: str, cfg: GPTConfig, batch_size: int, device: str) -> dict[str, float]:
+    code = (
+        "import json, sys; from gpt.bench import memory_probe; "
+        f"print(json.dumps(memory_probe({framework!r}, {json.dumps(json.dumps(asdict(cfg)))}, {batch_size}, {device!r}, 5)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sampling_speed(model: GPT, n_tokens: int = 256) -> dict[str, float]:
+    out = {}
+    for cached in (True, False):
+        t0 = time.perf_counter()
+        generate(model, [0], n_tokens, temperature=1.0, seed=0, use_cache=cached)
+        out["sample_tokens_per_s_" + ("cached" if cached else "uncached")] = round(n_tokens / (time.perf_counter() - t0), 1)
+    out["sample_cache_speedup"] = round(out["sample_tokens_per_s_cached"] / out["sample_tokens_per_s_uncached"], 2)
+    return out
+
+
+def run_bench(cfg: GPTConfig, batch_size: int, device: str, iters: int, warmup: int, vs_torch: bool,
+              profile: bool, sample: bool, threads: int | None) -> dict[str, Any]:
+    model, step, optim_seconds = minigrad_stepper(cfg, batch_size, device)
+    steps: dict[str, Callable[[np.ndarray], float]] = {"minigrad": step}
+    if vs_torch:
+        steps["torch"] = torch_stepper(cfg, model, threads)
+    batches = _batches(cfg, batch_size, warmup + iters)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for b in batches[:warmup]:
+        for s in steps.values():
+            s(b)
+    optim_seconds["optimizer"] = 0.0
+    with minigrad.autograd.profile() as timings:
+        for b in batches[warmup:]:
+            for name, s in steps.items():
+                times[name].append(_timed(s, b))
+    tokens = batch_size * cfg.block_size
+    ms = statistics.median(times["minigrad"]) * 1000
+    result: dict[str, Any] = {"ms_per_iter": round(ms, 2), "tokens_per_s": round(tokens / ms * 1000, 1)}
+    if profile:
+        print_profile(timings, optim_seconds["optimizer"], sum(times["minigrad"]), iters)
+    result.update(_probe_subprocess("minigrad", cfg, batch_size, device))
+    if vs_torch:
+        tms = statistics.median(times["torch"]) * 1000
+        result.update({"torch_ms_per_iter": round(tms, 2), "torch_tokens_per_s": round(tokens / tms * 1000, 1),
+                       "speedup_vs_torch": round(tms / ms, 3)})
+        t_mem = _probe_subprocess("torch", cfg, batch_size, device)
+        result.update({"torch_peak_mem_mb": t_mem["peak_mem_mb"], "torch_step_mem_mb": t_mem["step_mem_mb"]})
+    if sample:
+        result.update(sampling_speed(model))
+    result.update({"config": asdict(cfg), "batch_size": batch_size, "device": device, "iters": iters})
+    return result
+
+
+def print_profile(timings: dict[str, float], optimizer_s: float, total_s: float, iters: int) -> None:
+    """Where minigrad's step time goes: op categories, the optimizer, and the rest (Python overhead)."""
+    by_cat: dict[str, float] = {}
+    for key, sec in timings.items():
+        op = key.split(".")[0]
+        cat = next((c for c, ops in CATEGORIES.items() if op in ops), "elementwise/shape")
+        by_cat[cat] = by_cat.get(cat, 0.0) + sec
+    by_cat["optimizer (clip + AdamW)"] = optimizer_s
+    by_cat["python overhead / other"] = total_s - sum(by_cat.values())
+    print(f"{'where':28s} {'ms/iter':>8s} {'share':>6s}   (minigrad, {iters} steps)")
+    for cat, sec in sorted(by_cat.items(), key=lambda kv: -kv[1]):
+        print(f"{cat:28s} {sec * 1000 / iters:8.1f} {sec / total_s:6.1%}")
+    print("top ops:")
+    for key, sec in sorted(timings.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {key:36s} {sec / total_s:6.1%}")
