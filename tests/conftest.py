@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, settings
 import minigrad
 import minigrad.testing.fakegpu  # noqa: F401  (registers the "fakegpu" device)
 
-settings.register_profile(
-    "default", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
-)
-settings.register_profile("thorough", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# function_scoped_fixture: @given tests take the `device` and `float64` fixtures, which are
+# the same for every example, so running them once per test (not per example) is right.
+_SUPPRESS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile("default", max_examples=12, deadline=None, suppress_health_check=_SUPPRESS, derandomize=True)
+settings.register_profile("thorough", max_examples=200, deadline=None, suppress_health_check=_SUPPRESS)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 _wanted = os.environ.get("MINIGRAD_TEST_DEVICES")
