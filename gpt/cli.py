@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", action="store_true", help="print where minigrad's step time goes")
     b.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True, help="also time sampling 256 tokens")
     _add_dataclass_flags(b, GPTConfig, "model")
+
+    pl = sub.add_parser("plot", help="draw loss curves and attention heatmaps (needs matplotlib)")
+    pl.add_argument("--out_dir", default="out", help="the run's folder: reads log.jsonl and ckpt.npz, writes the PNGs")
+    pl.add_argument("--prompt", default="ROMEO:\nWhat say you?", help="text whose attention weights to draw")
     return parser
 
 
@@ -144,12 +148,20 @@ def cmd_bench(args: dict[str, Any]) -> None:
     print(json.dumps(result))
 
 
+def cmd_plot(args: dict[str, Any]) -> None:
+    from gpt.plot import plot_attention, plot_losses
+
+    d = Path(args["out_dir"])
+    print(plot_losses(d / "log.jsonl", d / "loss.png"))
+    print(plot_attention(d / "ckpt.npz", args["prompt"], d / "attention.png"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     try:
-        {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench}[command](args)
+        {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench, "plot": cmd_plot}[command](args)
     except (ValueError, TypeError, IndexError, KeyError, RuntimeError, OSError) as e:
         if os.environ.get("MINIGRAD_TRACEBACK"):
             raise

@@ -54,6 +54,8 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v for all heads
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.record_attention = False  # when True, keep the attention weights (B, H, T, T) for plots
+        self.attention: np.ndarray | None = None
 
     def forward(self, x: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
         B, T, C = x.shape
@@ -69,6 +71,12 @@ class CausalSelfAttention(nn.Module):
             cache["k"], cache["v"] = k, v
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=p)  # (B, H, T, hs)
+        if self.record_attention:  # recomputed outside the fused op, only for pictures
+            with minigrad.no_grad():
+                scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // H))  # (B, H, T, T)
+                future = np.triu(np.ones((T, k.shape[2]), dtype=bool), k=k.shape[2] - T + 1)
+                mask = minigrad.tensor(future, device=x.device)
+                self.attention = F.softmax(F.masked_fill(scores, mask, -np.inf)).numpy()
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
