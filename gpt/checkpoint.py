@@ -68,13 +68,19 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
     model = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     optim = None
     if "optim_meta" in arrays:
-        om = json.loads(arrays["optim_meta"].tobytes().decode("utf-8"))
+        try:
+            om = json.loads(arrays["optim_meta"].tobytes().decode("utf-8"))
+            param_groups, step = om["param_groups"], om["step"]
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} has corrupt optimizer metadata ({type(e).__name__}: {e})"
+            ) from None
         state: dict[int, dict[str, np.ndarray]] = {}
         for k, v in arrays.items():
             if k.startswith("optim/"):
                 _, idx, name = k.split("/", 2)
                 state.setdefault(int(idx), {})[name] = v
-        optim = {"state": state, "param_groups": om["param_groups"], "step": om["step"]}
+        optim = {"state": state, "param_groups": param_groups, "step": step}
     return meta, model, optim
 
 

@@ -86,7 +86,7 @@ class Batches:
     def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int, val_fraction: float = 0.1):
         n = len(tokens)
         n_val = int(n * val_fraction)
-        need = block_size + 2
+        need = block_size + 1  # one window of block_size + 1 tokens
         if n - n_val < need or n_val < need:
             raise DataError(
                 f"the text has {n} tokens: too short for block_size {block_size} "
@@ -99,7 +99,7 @@ class Batches:
     def sample(self, split: str, device: str, rng: np.random.Generator | None = None) -> tuple[Tensor, Tensor]:
         data = self.train if split == "train" else self.val
         rng = rng or self.rng
-        starts = rng.integers(0, len(data) - self.block_size - 1, size=self.batch_size)  # (B,)
+        starts = rng.integers(0, len(data) - self.block_size, size=self.batch_size)  # (B,): the last window ends at the split's end
         windows = np.stack([data[s : s + self.block_size + 1] for s in starts]).astype(np.int64)  # (B, T+1)
         x = minigrad.tensor(windows[:, :-1], device=device)  # (B, T)
         y = minigrad.tensor(windows[:, 1:], device=device)  # (B, T)
