@@ -41,15 +41,20 @@ class Adam(Optimizer):
             p *= 1 - lr * wd
         elif wd:
             grad = grad + wd * p
-        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m, v, tmp = state["exp_avg"], state["exp_avg_sq"], group.scratch  # all (P,), updated in place
         m *= b1
-        m += (1 - b1) * grad
+        xp.multiply(grad, 1 - b1, out=tmp)
+        m += tmp  # m = b1 m + (1 - b1) g
         v *= b2
-        v += (1 - b2) * (grad * grad)
-        step_size = lr / (1 - b1**t)
-        denom = xp.sqrt(v) / math.sqrt(1 - b2**t)
-        denom += eps
-        p -= step_size * (m / denom)
+        xp.multiply(grad, grad, out=tmp)
+        tmp *= 1 - b2
+        v += tmp  # v = b2 v + (1 - b2) g^2
+        xp.sqrt(v, out=tmp)
+        tmp *= 1 / math.sqrt(1 - b2**t)
+        tmp += eps  # sqrt(v / (1 - b2^t)) + eps
+        xp.divide(m, tmp, out=tmp)
+        tmp *= lr / (1 - b1**t)
+        p -= tmp
 
 
 class AdamW(Adam):

@@ -32,6 +32,7 @@ class ParamGroup:
         self.flat: Any = None  # all parameters of the group, end to end (P,)
         self.grad: Any = None  # their gradients (P,)
         self.state: dict[str, Any] = {}  # name -> (P,)
+        self.scratch: Any = None  # (P,) scratch space for update rules
         self.build({})
 
     def build(self, state: dict[str, Any], device: str | None = None) -> None:
@@ -45,6 +46,7 @@ class ParamGroup:
         xp = get_array_module(datas[0])
         self.flat = xp.concatenate([d.reshape(-1) for d in datas])
         self.grad = xp.zeros_like(self.flat)
+        self.scratch = xp.empty_like(self.flat)  # room for an update rule's temporaries, reused every step
         dev = backend_of_array(self.flat).device
         self.state = {n: to_device(state[n], dev) if n in state else xp.zeros_like(self.flat) for n in self.state_names}
         self.param_views = self.views(self.flat)
