@@ -14,7 +14,7 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as TF
 
-from gpt.model import GPT, GPTConfig
+from gpt.model import GPT, GPTConfig, sinusoidal_positions
 
 
 class TorchAttention(tnn.Module):
@@ -28,7 +28,7 @@ class TorchAttention(tnn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (t.reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         y = TF.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
@@ -52,16 +52,18 @@ class TorchBlock(tnn.Module):
 class TorchGPT(tnn.Module):
     def __init__(self, c: GPTConfig) -> None:
         super().__init__()
-        if c.pos_encoding != "learned":
-            raise ValueError("TorchGPT mirrors only the learned position embedding")
         self.config = c
-        self.transformer = tnn.ModuleDict(dict(
+        parts = dict(
             wte=tnn.Embedding(c.vocab_size, c.n_embd),
-            wpe=tnn.Embedding(c.block_size, c.n_embd),
             drop=tnn.Dropout(c.dropout),
             h=tnn.ModuleList(TorchBlock(c) for _ in range(c.n_layer)),
             ln_f=tnn.LayerNorm(c.n_embd, bias=c.bias),
-        ))
+        )
+        if c.pos_encoding == "learned":
+            parts["wpe"] = tnn.Embedding(c.block_size, c.n_embd)
+        else:
+            self.register_buffer("pos_table", torch.tensor(sinusoidal_positions(c.block_size, c.n_embd)), persistent=False)
+        self.transformer = tnn.ModuleDict(parts)
         self.lm_head = tnn.Linear(c.n_embd, c.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied, as nanoGPT
         for name, p in self.named_parameters():
@@ -74,7 +76,8 @@ class TorchGPT(tnn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         T = idx.shape[1]
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T)))
+        pos = self.transformer.wpe(torch.arange(T)) if "wpe" in self.transformer else self.pos_table[:T]
+        x = self.transformer.drop(self.transformer.wte(idx) + pos)
         for block in self.transformer.h:
             x = block(x)
         logits = self.lm_head(self.transformer.ln_f(x))

@@ -1,16 +1,14 @@
-"""Parity with PyTorch: a nanoGPT written here in torch, given minigrad's weights by name, computes the
-same loss, the same gradient for every parameter and the same AdamW steps (float64)."""
+"""Parity with PyTorch: the same GPT in torch (gpt/torch_gpt.py), given minigrad's weights by name, computes
+the same loss, the same gradient for every parameter and the same AdamW steps (float64)."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 
-from gpt.model import GPT, GPTConfig, sinusoidal_positions
+from gpt.model import GPT, GPTConfig
 
 torch = pytest.importorskip("torch")
-nn, F = torch.nn, torch.nn.functional
+from gpt.torch_gpt import TorchGPT  # noqa: E402  (needs torch)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -20,67 +18,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-# ---- nanoGPT in PyTorch ---------------------------------------------------------------------
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, c: GPTConfig) -> None:
-        super().__init__()
-        self.n_head = c.n_head
-        self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd, bias=c.bias)
-        self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=c.bias)
-
-    def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])  # written out, not F.scaled_dot_product_attention
-        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(dim=-1)
-        return self.c_proj((att @ v).transpose(1, 2).reshape(B, T, C))
-
-
-class Block(nn.Module):
-    def __init__(self, c: GPTConfig) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(c.n_embd, bias=c.bias)  # eps 1e-5, as minigrad's
-        self.attn = CausalSelfAttention(c)
-        self.ln_2 = nn.LayerNorm(c.n_embd, bias=c.bias)
-        self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(c.n_embd, 4 * c.n_embd, bias=c.bias),
-                                      c_proj=nn.Linear(4 * c.n_embd, c.n_embd, bias=c.bias)))
-
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp.c_proj(F.gelu(self.mlp.c_fc(self.ln_2(x)), approximate="tanh"))
-
-
-class TorchGPT(nn.Module):
-    def __init__(self, c: GPTConfig) -> None:
-        super().__init__()
-        parts = dict(wte=nn.Embedding(c.vocab_size, c.n_embd),
-                     h=nn.ModuleList(Block(c) for _ in range(c.n_layer)),
-                     ln_f=nn.LayerNorm(c.n_embd, bias=c.bias))
-        if c.pos_encoding == "learned":
-            parts["wpe"] = nn.Embedding(c.block_size, c.n_embd)
-        else:
-            table = torch.tensor(sinusoidal_positions(c.block_size, c.n_embd))
-            self.register_buffer("pos_table", table, persistent=False)
-        self.transformer = nn.ModuleDict(parts)
-        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # tied, as nanoGPT
-
-    def forward(self, idx, targets):
-        T = idx.shape[1]
-        pos = self.transformer.wpe(torch.arange(T)) if "wpe" in self.transformer else self.pos_table[:T]
-        x = self.transformer.wte(idx) + pos
-        for block in self.transformer.h:
-            x = block(x)
-        logits = self.lm_head(self.transformer.ln_f(x))
-        return logits, F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1), ignore_index=-1)
-
-
-# ---- the comparison ---------------------------------------------------------------------------
 
 
 def twin_models(**kw) -> tuple[GPT, TorchGPT]:
