@@ -40,6 +40,35 @@ CASES = {
         lambda d: nn.Linear(5, 4).to(d)(ones(2, 3, device=d)),
         ValueError, r"linear: input \(2, 3\) does not fit weight \(4, 5\)",
     ),
+    "sum axis": (
+        lambda d: ones(2, 3, device=d).sum(axis=2),
+        ValueError, r"sum: axis 2 is out of range for a tensor with 2 dims",
+    ),
+    "concatenate shapes": (
+        lambda d: F.cat([ones(2, 3, device=d), ones(2, 4, device=d)], axis=0),
+        ValueError, r"Concatenate: .*input shapes: \(2, 3\), \(2, 4\)",
+    ),
+    "stack shapes": (
+        lambda d: F.stack([ones(2, 3, device=d), ones(3, 2, device=d)]),
+        ValueError, r"stack: all tensors need one shape, got \[\(2, 3\), \(3, 2\)\]",
+    ),
+    "layer_norm weight": (
+        lambda d: F.layer_norm(ones(2, 3, device=d), ones(4, device=d)),
+        ValueError, r"layer_norm: weight has shape \(4,\), expected \(3,\) for input \(2, 3\)",
+    ),
+    "attention shapes": (
+        lambda d: F.scaled_dot_product_attention(ones(1, 2, 3, 4, device=d), ones(1, 2, 3, 5, device=d),
+                                                 ones(1, 2, 3, 4, device=d)),
+        ValueError, r"scaled_dot_product_attention: shapes do not fit: q \(1, 2, 3, 4\), k \(1, 2, 3, 5\)",
+    ),
+    "embedding weight": (
+        lambda d: F.embedding(ids([0], d), ones(5, device=d)),
+        ValueError, r"embedding: weight must be \(num_embeddings, dim\), got \(5,\)",
+    ),
+    "getitem out of range": (
+        lambda d: ones(2, 3, device=d)[5],
+        IndexError, r"getitem: .*tensor shape \(2, 3\)",
+    ),
     "dtype mismatch": (
         lambda d: ones(2, device=d) + ones(2, device=d, dtype=np.float64),
         TypeError, r"add: dtype mismatch, float32 and float64",
