@@ -259,21 +259,25 @@ class ReLU(Function):
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
+def _gelu_tanh(x: Any) -> Any:
+    """t = tanh(c (x + 0.044715 x^3)), computed in place in one new array."""
+    t = get_array_module(x).asarray(x * x)  # x^2 (asarray: NumPy gives a scalar for 0-d x; tanh(out=) needs an array)
+    t *= 0.044715 * _GELU_C
+    t += _GELU_C  # c (1 + 0.044715 x^2)
+    t *= x  # u = c (x + 0.044715 x^3)
+    return get_array_module(x).tanh(t, out=t)
+
+
 class GELU(Function):
     """GPT-2's GELU, the tanh approximation: y = x/2 * (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi).
 
-    The arithmetic is done in place in one scratch array: an MLP's activations are
-    the largest arrays of a GPT, and every temporary costs a pass over memory."""
+    An MLP's activations are the largest arrays of a GPT, so the arithmetic is done in
+    place, and backward recomputes tanh from x rather than keeping a second such array."""
 
     def forward(self, x: Any) -> Any:
-        xp = get_array_module(x)
-        t = xp.asarray(x * x)  # x^2 (asarray: NumPy gives a scalar for 0-d x, and tanh(out=) needs an array)
-        t *= 0.044715 * _GELU_C
-        t += _GELU_C  # c (1 + 0.044715 x^2)
-        t *= x  # u = c (x + 0.044715 x^3)
-        xp.tanh(t, out=t)  # t = tanh u
-        self.x, self.t = x, t
-        y = t + 1
+        self.x = x
+        y = _gelu_tanh(x)
+        y += 1
         y *= x
         y *= 0.5  # x/2 (1 + t)
         return y
@@ -281,12 +285,15 @@ class GELU(Function):
     # u = c (x + 0.044715 x^3),  t = tanh u,  y = x/2 (1 + t)
     # dy/dx = (1 + t)/2  +  x/2 * (1 - t^2) * du/dx,   du/dx = c (1 + 3 * 0.044715 x^2)
     def backward(self, dout: Any) -> tuple[Any]:
-        x, t = self.x, self.t
-        d = x * x
+        x, xp = self.x, get_array_module(self.x)
+        t = _gelu_tanh(x)
+        d = xp.asarray(x * x)
         d *= 3 * 0.044715 * _GELU_C
         d += _GELU_C  # du/dx
         d *= x
-        d *= 1 - t * t  # x (1 - t^2) du/dx
+        one_minus_t2 = xp.asarray(t * t)
+        xp.subtract(1, one_minus_t2, out=one_minus_t2)
+        d *= one_minus_t2  # x (1 - t^2) du/dx
         d += t
         d += 1
         d *= 0.5  # dy/dx
