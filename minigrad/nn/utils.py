@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+from minigrad.backend import get_array_module
 from minigrad.nn.module import Parameter
 
 
@@ -13,7 +14,8 @@ def clip_grad_norm_(parameters: Iterable[Parameter], max_norm: float, eps: float
     grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
-    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    xp = get_array_module(grads[0])
+    total = math.sqrt(sum(float(xp.vdot(g.ravel(), g.ravel())) for g in grads))  # vdot: a BLAS dot, no temporary
     if total > max_norm:
         scale = max_norm / (total + eps)
         for g in grads:
