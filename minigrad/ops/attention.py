@@ -39,13 +39,14 @@ def causal_mask(xp: Any, tq: int, tk: int, dtype: Any) -> Any:
 class ScaledDotProductAttention(Function):
     def forward(self, q: Any, k: Any, v: Any, causal: bool, scale: float, dropmask: Any) -> Any:
         xp = get_array_module(q)
-        p = q @ k.swapaxes(-1, -2)  # S (B, H, Tq, Tk), turned into P in place below
-        p *= scale
+        p = (q * scale) @ k.swapaxes(-1, -2)  # S (B, H, Tq, Tk), turned into P in place below
         if causal:
             p += causal_mask(xp, p.shape[-2], p.shape[-1], p.dtype)
         p -= p.max(axis=-1, keepdims=True)
         xp.exp(p, out=p)
-        p /= p.sum(axis=-1, keepdims=True)  # P = softmax(S), rows sum to 1
+        tk = p.shape[-1]
+        row_sums = p.reshape(-1, tk) @ xp.ones(tk, dtype=p.dtype)  # (B*H*Tq,) a BLAS matrix-vector product
+        p /= row_sums.reshape(p.shape[:-1] + (1,))  # P = softmax(S), rows sum to 1
         pd = p if dropmask is None else p * dropmask
         self.q, self.k, self.v, self.p, self.pd = q, k, v, p, pd
         self.scale, self.dropmask = scale, dropmask
@@ -60,14 +61,14 @@ class ScaledDotProductAttention(Function):
     def backward(self, dout: Any) -> tuple[Any, Any, Any]:
         q, k, v, p = self.q, self.k, self.v, self.p
         dv = self.pd.swapaxes(-1, -2) @ dout if self.needs_grad[2] else None
+        xp = get_array_module(dout)
         ds = dout @ v.swapaxes(-1, -2)  # dP, turned into dS in place
         if self.dropmask is not None:
             ds *= self.dropmask
-        ds -= (ds * p).sum(axis=-1, keepdims=True)
+        ds -= xp.einsum("...j,...j->...", ds, p)[..., None]  # rowsum(dP * P) without a temporary
         ds *= p
-        ds *= self.scale
-        dq = ds @ k if self.needs_grad[0] else None
-        dk = ds.swapaxes(-1, -2) @ q if self.needs_grad[1] else None
+        dq = (ds @ k) * self.scale if self.needs_grad[0] else None
+        dk = (ds.swapaxes(-1, -2) @ q) * self.scale if self.needs_grad[1] else None
         return dq, dk, dv
 
 
