@@ -11,7 +11,10 @@ while before it sleeps, stealing a core from the other library's next step
 Peak memory is measured in a fresh subprocess per framework: the peak resident
 set size, and its growth over the resident size once the model is built (the
 memory the steps themselves need). Sampling speed: 256 new tokens with and
-without the KV cache. The last line printed is one JSON object.
+without the KV cache. The last line printed is one JSON object. Memory is the
+host's (resident set size): on a GPU, device memory is not measured.
+
+Read next: torch_gpt.py, the PyTorch twin it times against.
 """
 from __future__ import annotations
 
@@ -149,8 +152,8 @@ def run_bench(cfg: GPTConfig, batch_size: int, device: str, iters: int, warmup: 
     batches = _batches(cfg, batch_size, block)
     times: dict[str, list[float]] = {k: [] for k in steps}
     for s in steps.values():
-        for b in batches[:warmup]:
-            s(b)
+        for i in range(warmup):
+            s(batches[i % block])
     timings: dict[str, float] = {}
     while len(times["minigrad"]) < iters:
         for name, s in steps.items():

@@ -8,6 +8,8 @@ and can never run code.
 Layout: "meta" holds the JSON header (config, iteration, RNG states,
 tokenizer...) as UTF-8 bytes; "model/<name>" the parameters;
 "optim/<index>/<name>" the optimizer state.
+
+Read next: sample.py.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from minigrad.backend import backend_of_array
 
 
 class CheckpointError(ValueError):
@@ -39,6 +43,9 @@ def save_checkpoint(path: str | Path, meta: dict[str, Any], model_state: dict[st
         arrays["optim_meta"] = np.frombuffer(json.dumps(meta_optim).encode("utf-8"), dtype=np.uint8)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -85,7 +92,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
 
 
 def _host(arr: Any) -> np.ndarray:
-    return arr.get() if hasattr(arr, "get") and not isinstance(arr, np.ndarray) else np.asarray(arr)
+    return backend_of_array(arr).to_host(arr)
 
 
 def _jsonable(x: Any) -> Any:

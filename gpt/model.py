@@ -4,8 +4,9 @@ Shape legend: B batch, T time (sequence length), C channels (n_embd),
 H heads (n_head), hs head size (C / H), V vocabulary size.
 
 Parameter names and layouts are nanoGPT's (`transformer.h.0.attn.c_attn.weight`
-is (3C, C)), so a nanoGPT state dict maps one to one. Leaves out: flash
-attention and bias-free variants beyond `bias=False`; loading OpenAI's weights.
+is (3C, C)), so a nanoGPT state dict maps one to one. Leaves out: loading
+OpenAI's GPT-2 checkpoints (their Conv1D weights are transposed) and
+nanoGPT's `from_pretrained`.
 
 Read next: tokenizer.py, data.py, train.py.
 """
@@ -20,6 +21,7 @@ import numpy as np
 import minigrad
 import minigrad.functional as F
 from minigrad import nn
+from minigrad.ops.attention import causal_mask
 from minigrad.tensor import Tensor
 
 
@@ -71,12 +73,11 @@ class CausalSelfAttention(nn.Module):
             cache["k"], cache["v"] = k, v
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=p)  # (B, H, T, hs)
-        if self.record_attention:  # recomputed outside the fused op, only for pictures
+        if self.record_attention:  # the fused op's weights, recomputed for pictures only
             with minigrad.no_grad():
-                scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // H))  # (B, H, T, T)
-                future = np.triu(np.ones((T, k.shape[2]), dtype=bool), k=k.shape[2] - T + 1)
-                mask = minigrad.tensor(future, device=x.device)
-                self.attention = F.softmax(F.masked_fill(scores, mask, -np.inf)).numpy()
+                scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // H))  # (B, H, T, T_past + T)
+                mask = causal_mask(minigrad.get_array_module(scores), T, k.shape[2], scores.dtype)
+                self.attention = F.softmax(scores + mask).numpy()
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
@@ -135,7 +136,8 @@ class GPT(nn.Module):
         self.lm_head.weight = self.transformer.wte.weight  # weight tying: one (V, C) matrix in and out
         self._init_weights()
         if config.pos_encoding == "sinusoidal":
-            self.pos_table = Tensor(sinusoidal_positions(config.block_size, config.n_embd))  # fixed, not a Parameter
+            table = sinusoidal_positions(config.block_size, config.n_embd)
+            self.pos_table = Tensor(table, device=self.transformer.wte.weight.device)  # fixed, not a Parameter
 
     def _init_weights(self) -> None:
         """GPT-2: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer)), biases 0, LayerNorm 1."""

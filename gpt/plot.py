@@ -5,6 +5,8 @@ val losses of each evaluation. attention.png: for every layer (rows) and head
 (columns), the matrix of attention weights, query position down, key position
 across: the alignment pictures of the transformer literature. The causal mask
 shows as the empty upper triangle.
+
+This is the last file of the tour.
 """
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def generate(
                 if not use_cache:
                     logits, _ = model([tokens[-cfg.block_size :]])
                 elif cache is None or cache[0]["k"].shape[2] >= cfg.block_size:
-                    keep = tokens[-cfg.block_size :] if cache is None else tokens[-(cfg.block_size // 2) :]
+                    keep = tokens[-cfg.block_size :] if cache is None else tokens[-max(1, cfg.block_size // 2) :]
                     cache = [{} for _ in range(cfg.n_layer)]
                     logits, _ = model([keep], cache=cache)  # (re-)encode the context
                 else:

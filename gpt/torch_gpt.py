@@ -2,7 +2,10 @@
 
 Architecture, parameter names, initialisation and optimizer groups match
 gpt/model.py one to one, so `load_minigrad_weights` copies a minigrad model in
-by name and both compute the same loss and gradients.
+by name and both compute the same loss and gradients. Leaves out: sampling
+and the KV cache, which only minigrad's model needs.
+
+Read next: plot.py.
 """
 from __future__ import annotations
 
@@ -76,7 +79,10 @@ class TorchGPT(tnn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         T = idx.shape[1]
-        pos = self.transformer.wpe(torch.arange(T)) if "wpe" in self.transformer else self.pos_table[:T]
+        if "wpe" in self.transformer:
+            pos = self.transformer.wpe(torch.arange(T))
+        else:  # the float64 table, in the model's dtype
+            pos = self.pos_table[:T].to(self.lm_head.weight.dtype)
         x = self.transformer.drop(self.transformer.wte(idx) + pos)
         for block in self.transformer.h:
             x = block(x)
@@ -97,6 +103,3 @@ def load_minigrad_weights(tmodel: TorchGPT, model: GPT) -> None:
         for name, t in model.state_dict().items():
             own[name].copy_(torch.from_numpy(np.ascontiguousarray(t.numpy())))
 
-
-def to_torch(a: Any) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a))

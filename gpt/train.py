@@ -5,8 +5,8 @@ run grad_accum micro-batches forward and backward, clip the global gradient
 norm, take an AdamW step. Every eval_interval iterations: the mean loss over
 eval_iters batches of each split, a checkpoint (out_dir/ckpt.npz) and, when val
 improves, out_dir/best.npz. A checkpoint holds the model, the optimizer, both
-configs, the iteration, every RNG state and the tokenizer, so `resume=True`
-continues bit for bit. A non-finite loss or gradient norm stops the run before
+configs, the iteration, the RNG states and the tokenizer, so `resume=True`
+continues bit for bit on the CPU (on a GPU, dropout's generator restarts from the seed). A non-finite loss or gradient norm stops the run before
 the optimizer step, naming the iteration; the last good checkpoint stays.
 
 Read next: sample.py.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,8 @@ def check_compatible(meta: dict[str, Any], model_cfg: GPTConfig, where: str) -> 
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train as configured; returns the final losses, iteration count and timing."""
+    """Train as configured; returns the final losses, iteration count, timing, and the trained
+    model and tokenizer (for sampling right after)."""
     minigrad.set_default_dtype(cfg.dtype)
     minigrad.manual_seed(cfg.seed)
     out_dir = Path(cfg.out_dir)
@@ -139,7 +140,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         tok = tokenizer_from_dict(meta["tokenizer"])
     else:
         tok = build_tokenizer(cfg, text)
-    cfg.model.vocab_size = tok.vocab_size
+    cfg = replace(cfg, model=replace(cfg.model, vocab_size=tok.vocab_size))  # the caller's config stays as it was
     batches = Batches(encode_array(tok, text), cfg.model.block_size, cfg.batch_size, cfg.seed)
 
     model = GPT(cfg.model).to(cfg.device)
@@ -161,7 +162,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     log = (out_dir / "log.jsonl").open("a" if cfg.resume else "w")
     bar = tqdm(total=cfg.max_iters, initial=start_iter, disable=not cfg.progress, dynamic_ncols=True)
     losses: dict[str, float] = {}
-    t_train, t_last = 0.0, time.perf_counter()
+    t_train, t_start = 0.0, time.perf_counter()
     try:
         it = start_iter
         while True:
@@ -183,9 +184,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             loss_sum = 0.0
             for _ in range(cfg.grad_accum):
                 _, loss = model(*batches.sample("train", cfg.device))
-                (loss / cfg.grad_accum).backward() if cfg.grad_accum > 1 else loss.backward()
+                (loss / cfg.grad_accum).backward()
                 loss_sum += loss.item()
-            norm = clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip else _grad_norm(model)
+            norm = clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # the norm; clipped unless grad_clip is 0
             train_loss = loss_sum / cfg.grad_accum
             if not (math.isfinite(train_loss) and math.isfinite(norm)):
                 raise TrainingDiverged(
@@ -206,11 +207,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         bar.close()
         log.close()
     return {"iter": it, "losses": losses, "best_val": best_val, "train_seconds": t_train,
-            "wall_seconds": time.perf_counter() - t_last, "model": model, "tokenizer": tok}
-
-
-def _grad_norm(model: GPT) -> float:
-    return math.sqrt(sum(float((p.grad.data * p.grad.data).sum()) for p in model.parameters() if p.grad is not None))
+            "wall_seconds": time.perf_counter() - t_start, "model": model, "tokenizer": tok}
 
 
 def _write(log: Any, record: dict[str, Any]) -> None:

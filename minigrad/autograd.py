@@ -14,7 +14,7 @@ so a 10,000-op chain is fine), then calls each Function's backward once, after
 all gradients flowing into its output have been summed. It then frees each
 node's saved arrays, so a second backward through the same graph raises.
 
-Read next: tensor.py, then ops/elementwise.py.
+Read next: ops/elementwise.py, the first ops.
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Making tensors: tensor, zeros, ones, randn, arange, on any device and in the default dtype.
 
 randn draws from the device's seeded generator (minigrad.manual_seed).
+
+Read next: autograd.py.
 """
 from __future__ import annotations
 
@@ -36,7 +38,10 @@ def randn(*shape: int, dtype: Any = None, device: str | None = None, requires_gr
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
 
-def arange(*args: int, device: str | None = None, dtype: Any = "int64") -> Tensor:
+def arange(*args: float, device: str | None = None, dtype: Any = None) -> Tensor:
+    """As numpy.arange: int64 for integer arguments, else the default float dtype."""
+    if dtype is None:
+        dtype = "int64" if all(isinstance(a, int) for a in args) else get_default_dtype()
     xp, _, device = _place(dtype, device)
     return Tensor(xp.arange(*args, dtype=dtype), dtype=dtype)
 

@@ -2,6 +2,8 @@
 
 Each name points at the op where its forward and backward are written; this file
 only gathers them. `F.softmax(x)` works over the last axis, as everywhere here.
+
+Read next: nn/module.py.
 """
 from minigrad.ops.attention import scaled_dot_product_attention
 from minigrad.ops.dropout import dropout

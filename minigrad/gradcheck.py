@@ -12,6 +12,8 @@ every gradient of softmax is 0 and a wrong backward that also returns 0 passes.
 Fast mode checks a few random directions v (2 forward passes each); if one
 disagrees, the full check perturbs every element and names the worst one.
 Use float64: in float32, eps must be large and the truncation error hides bugs.
+
+Read next: testing/fakegpu.py, then the tests (tests/test_ops_*.py use gradcheck).
 """
 from __future__ import annotations
 
@@ -54,7 +56,9 @@ def gradcheck(
         raise ValueError("gradcheck: no input requires grad")
     dtype = checked[0].dtype
     d_eps, d_atol, d_rtol = TOLERANCES.get(dtype, TOLERANCES[np.dtype(np.float32)])
-    eps, atol, rtol = eps or d_eps, atol or d_atol, rtol or d_rtol
+    eps = d_eps if eps is None else eps
+    atol = d_atol if atol is None else atol
+    rtol = d_rtol if rtol is None else rtol
     rng = np.random.default_rng(seed)
 
     out = fn(*inputs)

@@ -55,14 +55,20 @@ class Tensor:
             if arr.dtype == object:
                 raise TypeError(f"cannot make a Tensor from {type(data).__name__} (ragged or non-numeric data)")
             data = to_device(arr, device or get_default_device())
-        elif device is not None:
-            data = to_device(data, device)
+        else:
+            given = data
+            if type(data) is not src.array_type:  # a subclass such as np.memmap: a plain array
+                data = src.xp.asarray(data)
+            if device is not None:
+                data = to_device(data, device)
         if dtype is not None:
             data = data.astype(np.dtype(dtype), copy=False)
         elif data.dtype.kind == "f" and data.dtype != get_default_dtype():
             data = data.astype(get_default_dtype())
         elif data.dtype.kind not in "fiub":
             raise TypeError(f"unsupported dtype {data.dtype} for a Tensor")
+        if src is not None and data is given:
+            data = data.copy()  # like torch.tensor: never share the caller's array
         self.data = data
         self.grad: Tensor | None = None
         self._ctx: autograd.Function | None = None
@@ -128,7 +134,8 @@ class Tensor:
     # ---- host, device, graph ----------------------------------------------
     def numpy(self) -> np.ndarray:
         """A host (NumPy) copy of the data, whatever the device."""
-        return np.array(backend_of_array(self.data).to_host(self.data), copy=True)
+        b = backend_of_array(self.data)
+        return self.data.copy() if b.device == "cpu" else b.to_host(self.data)  # to_host copies already
 
     def item(self) -> float | int | bool:
         if self.data.size != 1:
@@ -314,8 +321,8 @@ def as_tensor(x: Any, like: Tensor) -> Tensor:
     if isinstance(x, Tensor):
         return x
     xp = get_backend(like.device).xp
-    if isinstance(x, (bool, int, float)):
-        if isinstance(x, float) and like.dtype.kind != "f":
+    if isinstance(x, (bool, int, float, np.generic)):  # Python and NumPy scalars
+        if isinstance(x, (float, np.floating)) and like.dtype.kind != "f":
             return Tensor._make(xp.asarray(x, dtype=get_default_dtype()), False)
         return Tensor._make(xp.asarray(x, dtype=like.dtype), False)
     dev = backend_of_array(x).device  # raises for unsupported types

@@ -97,8 +97,9 @@ class Module:
 
     # ---- devices -------------------------------------------------------------------
     def to(self, device: str) -> Module:
-        """Move every parameter (in place, so optimizers still hold them), its grad and the
-        optimizer state kept for it to `device`."""
+        """Move every parameter's data and grad to `device`, keeping the Parameter objects (so
+        optimizers still hold them), and move the optimizers that hold them: their whole flat
+        buffers (every group's parameters, grads and state) go too."""
         optimizers = set()
         for p in self.parameters():
             p.data = to_device(p.data, device)

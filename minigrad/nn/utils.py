@@ -1,4 +1,7 @@
-"""clip_grad_norm_: scale all gradients together so that their global L2 norm is at most max_norm."""
+"""clip_grad_norm_: scale all gradients together so that their global L2 norm is at most max_norm.
+
+Read next: ../optim/.
+"""
 from __future__ import annotations
 
 import math
@@ -15,7 +18,8 @@ def clip_grad_norm_(parameters: Iterable[Parameter], max_norm: float, eps: float
     if not grads:
         return 0.0
     xp = get_array_module(grads[0])
-    total = math.sqrt(sum(float(xp.vdot(g.ravel(), g.ravel())) for g in grads))  # vdot: a BLAS dot, no temporary
+    squares = sum(xp.vdot(g.ravel(), g.ravel()) for g in grads)  # vdot: a BLAS dot, no temporary
+    total = math.sqrt(float(squares))  # one device-to-host sync, not one per parameter
     if total > max_norm:
         scale = max_norm / (total + eps)
         for g in grads:

@@ -23,17 +23,20 @@ from minigrad.ops.dropout import keep_mask
 from minigrad.tensor import Tensor, check_same_device
 
 
-_masks: dict[tuple[Any, ...], Any] = {}
+_masks: dict[tuple[str, str], Any] = {}  # (array module, dtype) -> the largest square mask made so far
 
 
 def causal_mask(xp: Any, tq: int, tk: int, dtype: Any) -> Any:
     """(Tq, Tk) additive mask: 0 where query i may see key j (j <= i + Tk - Tq), -inf elsewhere.
-    Cached: a training run asks for the same one thousands of times."""
-    key = (xp.__name__, tq, tk, str(dtype))
-    if key not in _masks:
-        allowed = xp.tri(tq, tk, k=tk - tq, dtype=bool)
-        _masks[key] = xp.where(allowed, xp.zeros((), dtype=dtype), xp.full((), -xp.inf, dtype=dtype))
-    return _masks[key]
+
+    It is the bottom-right (Tq, Tk) corner of one square (T, T) mask, kept per array module and
+    dtype: a training run asks for it thousands of times."""
+    key = (xp.__name__, str(dtype))
+    full = _masks.get(key)
+    if full is None or full.shape[0] < tk:
+        allowed = xp.tri(tk, tk, dtype=bool)  # j <= i
+        full = _masks[key] = xp.where(allowed, xp.zeros((), dtype=dtype), xp.full((), -xp.inf, dtype=dtype))
+    return full[tk - tq : tk, :tk]
 
 
 class ScaledDotProductAttention(Function):

@@ -58,8 +58,10 @@ class GetItem(Function):
 
 
 def _is_advanced(index: Any) -> bool:
+    """Does the index hold an integer array (which may pick one element twice)? Slices, ints and
+    boolean masks never do, so a plain assignment scatters their gradient."""
     parts = index if isinstance(index, tuple) else (index,)
-    return any(hasattr(p, "shape") and hasattr(p, "dtype") for p in parts)
+    return any(hasattr(p, "dtype") and p.dtype.kind in "iu" and p.ndim > 0 for p in parts)
 
 
 class Concatenate(Function):
@@ -108,10 +110,10 @@ def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
 
 
 def permute(x: Tensor, axes: Sequence[int]) -> Tensor:
-    axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
-    if sorted(axes) != list(range(x.ndim)):
+    n = x.ndim
+    if any(not -n <= int(a) < n for a in axes) or sorted(int(a) % n for a in axes) != list(range(n)):
         raise ValueError(f"permute: {tuple(axes)} is not a permutation of the {x.ndim} axes of shape {x.shape}")
-    return Permute.apply(x, axes=axes)
+    return Permute.apply(x, axes=tuple(int(a) % n for a in axes))
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:

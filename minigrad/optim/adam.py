@@ -10,6 +10,8 @@ The bias corrections undo the pull of m and v towards their zero start. Weight
 decay differs: Adam adds weight_decay * p to g (an L2 penalty that then gets
 rescaled by v), AdamW shrinks p by lr * weight_decay * p before the step
 ("decoupled", Loshchilov & Hutter), which is what GPT training uses.
+
+Read next: lr_scheduler.py.
 """
 from __future__ import annotations
 

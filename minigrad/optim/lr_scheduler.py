@@ -1,7 +1,9 @@
-"""Learning-rate schedules: linear warmup then cosine decay (GPT-2, nanoGPT), and a constant.
+"""Learning-rate schedule: linear warmup then cosine decay, as GPT-2 and nanoGPT train.
 
 `warmup_cosine(it, ...)` is the schedule as a plain function; `WarmupCosine`
 applies it to an optimizer's groups on every `step()`, as PyTorch schedulers do.
+
+Read next: ../gradcheck.py.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ def warmup_cosine(it: int, max_lr: float, warmup_iters: int, decay_iters: int, m
 
 
 class WarmupCosine:
-    """Sets each group's lr to warmup_cosine(it) scaled by the group's own initial lr / max lr."""
+    """Sets each group's lr to warmup_cosine(it): the group's initial lr is its peak, and the floor
+    is min_lr_ratio times that."""
 
     def __init__(self, optimizer: Optimizer, warmup_iters: int, decay_iters: int, min_lr_ratio: float = 0.1) -> None:
         if warmup_iters < 0 or decay_iters < warmup_iters:

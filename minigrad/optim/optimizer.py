@@ -10,8 +10,8 @@ Python loop over parameters.
 `zero_grad()` zeroes the gradient buffer and leaves each `.grad` as a view into
 it, so backward accumulates straight into the buffer. A gradient that lives
 elsewhere (say after `model.zero_grad()`, which sets grads to None) is copied
-in at `step()`; a missing gradient counts as zero (unlike PyTorch, which skips
-such a parameter, weight decay and momentum still apply to it).
+in at `step()`; a missing gradient counts as zero, so weight decay and momentum
+still move that parameter (PyTorch skips it).
 
 Read next: sgd.py, adam.py, lr_scheduler.py.
 """

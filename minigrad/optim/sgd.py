@@ -5,6 +5,8 @@ Each step, on a group's flat buffers (p, g and the momentum buffer b):
     g = g + weight_decay * p
     b = momentum * b + g          (b = g on the first step)
     p = p - lr * b
+
+Read next: adam.py.
 """
 from __future__ import annotations
 

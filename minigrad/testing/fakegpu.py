@@ -1,12 +1,13 @@
-"""A test-only backend, device "fakegpu", that fails where CuPy would fail.
+"""A test-only backend, device "fakegpu", that fails where code written for NumPy would fail on CuPy.
 
 Its arrays wrap NumPy arrays on the host but refuse, like CuPy's, to turn into
 NumPy arrays implicitly: `np.asarray(a)`, `np.exp(a)`, `np.sum(a)`,
 `a + numpy_array` and indexing with a NumPy array all raise TypeError. These
 are exactly the mistakes that pass on CPU and break on a GPU, so running the
 whole test suite on this backend proves that the engine takes its array
-module from the data (`get_array_module`) everywhere. It is slower than NumPy
-and never used outside tests.
+module from the data (`get_array_module`) everywhere. It cannot tell whether a
+NumPy function exists in CuPy too (it offers them all): keep to the common ones.
+It is slower than NumPy and never used outside tests.
 
     import minigrad.testing.fakegpu  # registers the device
     x = minigrad.Tensor([1.0, 2.0], device="fakegpu")
