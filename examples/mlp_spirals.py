@@ -1,4 +1,4 @@
-"""Train a small MLP on two interleaved spirals with minigrad, in a few seconds on CPU.
+"""Train a small MLP on two interleaved spirals with minigrad, in a second or two on CPU.
 
 The data is made in code: two arms of a spiral, one per class, with a little noise.
 The network is Linear -> tanh -> Linear -> tanh -> Linear, trained with AdamW
