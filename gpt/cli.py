@@ -10,8 +10,10 @@ Read next: bench.py and plot.py, the tools behind `bench` and `plot`.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
+import re
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -23,18 +25,29 @@ from gpt.train import TrainConfig
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | None": int, "str | None": str, "float | None": float}
 
 
+_CHOICES = {"tokenizer": ["char", "bpe"], "dtype": ["float32", "float64"], "pos_encoding": ["learned", "sinusoidal"]}
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The comment after each field in the dataclass's source: the help text of its flag."""
+    source = inspect.getsource(cls)
+    return dict(re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, re.M))
+
+
 def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = ()) -> None:
     g = p.add_argument_group(title)
+    comments = _field_comments(cls)
     for f in fields(cls):
         if f.name in skip or f.name == "model":
             continue
         typ = _TYPES[str(f.type)]
         default = f.default if f.default is not MISSING else None
+        text = f"{comments.get(f.name, '')} (default: {default})".strip()
         if typ is bool:
-            g.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                           help=f"(default: {default})")
+            g.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
         else:
-            g.add_argument(f"--{f.name}", type=typ, default=argparse.SUPPRESS, help=f"(default: {default})")
+            g.add_argument(f"--{f.name}", type=typ, default=argparse.SUPPRESS, help=text,
+                           choices=_CHOICES.get(f.name))
 
 
 def read_config_file(path: str) -> dict[str, Any]:
