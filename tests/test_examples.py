@@ -1,6 +1,7 @@
 """The examples run as scripts and reach what they promise."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -30,3 +31,16 @@ def test_sort_digits_sorts_every_held_out_list():
     assert out.returncode == 0, out.stderr
     accuracy = float(re.search(r"held-out accuracy ([0-9.]+)", out.stdout).group(1))
     assert accuracy == 1.0, out.stdout
+
+
+def test_torch_baseline_trains_the_twin(tmp_path):
+    pytest.importorskip("torch")
+    data = tmp_path / "text.txt"
+    data.write_text("It is a tale told by an idiot, full of sound and fury.\n" * 60)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "torch_baseline.py"), "--data", str(data), "--max_iters", "3",
+         "--eval_iters", "2"], capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["iter"] == 3 and 0 < result["val_loss"] < 10
