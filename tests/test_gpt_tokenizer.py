@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from gpt.tokenizer import BPETokenizer, CharTokenizer, encode_array, tokenizer_from_dict
 
 TEXT = (
-    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+    "HAMLET:\nTo be, or not to be, that is the question.\n\n"
     "All:\nSpeak, speak. We're resolved; 'tis 1600!\n\n"
     "MENENIUS:\nWhy, masters, my good friends, mine honest neighbours, will you undo yourselves?\n\n"
 ) * 15  # ~3 KB
