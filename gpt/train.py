@@ -56,7 +56,7 @@ class TrainConfig:
     eval_iters: int = 20  # batches per split in each evaluation
     log_interval: int = 10  # write a training-loss line to log.jsonl this often
     resume: bool = False  # continue from out_dir/ckpt.npz
-    progress: bool = True  # show a tqdm progress bar
+    progress: bool = True  # show a tqdm progress bar (when writing to a terminal)
     model: GPTConfig = field(default_factory=GPTConfig)  # the architecture (vocab_size comes from the tokenizer)
 
     def __post_init__(self) -> None:
@@ -160,7 +160,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
     tokens_per_iter = cfg.batch_size * cfg.grad_accum * cfg.model.block_size
     log = (out_dir / "log.jsonl").open("a" if cfg.resume else "w")
-    bar = tqdm(total=cfg.max_iters, initial=start_iter, disable=not cfg.progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.max_iters, initial=start_iter, disable=None if cfg.progress else True, dynamic_ncols=True)
     losses: dict[str, float] = {}
     t_train, t_start = 0.0, time.perf_counter()
     try:
