@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 import minigrad
 import minigrad.functional as F
+from minigrad.ops import attention
 from helpers import arrays, check_op, seeds, shapes
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -132,16 +133,20 @@ def test_dropout_is_the_identity_when_off(p, training, device):
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
 @given(
-    b=st.integers(1, 2), h=st.integers(1, 2), t=st.tuples(st.integers(1, 5), st.integers(1, 5)),
-    d=sides, dv=sides, seed=seeds, data=st.data(),
+    b=st.integers(1, 2), h=st.integers(1, 2), t=st.tuples(st.integers(1, 8), st.integers(1, 8)),
+    d=sides, dv=sides, block=st.integers(1, 6), seed=seeds, data=st.data(),
 )
-def test_scaled_dot_product_attention(causal, dropout_p, device, b, h, t, d, dv, seed, data):
+def test_scaled_dot_product_attention(causal, dropout_p, device, b, h, t, d, dv, block, seed, data):
     tq, tk = sorted(t) if causal else t  # causal needs Tq <= Tk; Tq < Tk is the KV-cache case
     q, k, v = (data.draw(arrays(s)) for s in [(b, h, tq, d), (b, h, tk, d), (b, h, tk, dv)])
     fn = seeded(seed, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=causal, dropout_p=dropout_p))
     # The weights' dropout multiplier: attention draws it as dropout on a (B, H, Tq, Tk) tensor would.
     keep = seeded(seed, lambda: F.dropout(minigrad.ones(b, h, tq, tk, device=device), dropout_p))().numpy()
-    check_op(fn, lambda q, k, v: attention_ref(q, k, v, causal, keep), [q, k, v], device)
+    default_block, attention.QUERY_BLOCK = attention.QUERY_BLOCK, block  # small blocks: several per sequence
+    try:
+        check_op(fn, lambda q, k, v: attention_ref(q, k, v, causal, keep), [q, k, v], device)
+    finally:
+        attention.QUERY_BLOCK = default_block
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["no bias", "bias"])
