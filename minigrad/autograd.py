@@ -65,7 +65,9 @@ def _record(key: str, t0: float) -> None:
 
 class Function:
     """One differentiable op. Subclasses define forward and backward; forward may save
-    what backward needs as attributes on self (and only that)."""
+    what backward needs as attributes on self (and only that). needs_grad tells, per
+    input, whether backward will be asked for its grad: all False under no_grad(), so
+    forward can skip work that only backward would use."""
 
     inputs: tuple[Tensor, ...] | None
     needs_grad: tuple[bool, ...]
@@ -82,8 +84,8 @@ class Function:
 
         check_same_device(cls.__name__, inputs)
         fn = cls()
-        fn.needs_grad = tuple(t.requires_grad for t in inputs)
-        record = _grad_enabled and any(fn.needs_grad)
+        fn.needs_grad = tuple(_grad_enabled and t.requires_grad for t in inputs)
+        record = any(fn.needs_grad)
         t0 = time.perf_counter() if _timings is not None else 0.0
         try:
             out = fn.forward(*[t.data for t in inputs], **params)

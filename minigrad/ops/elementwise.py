@@ -271,34 +271,33 @@ def _gelu_tanh(x: Any) -> Any:
 class GELU(Function):
     """GPT-2's GELU, the tanh approximation: y = x/2 * (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi).
 
-    An MLP's activations are the largest arrays of a GPT, so the arithmetic is done in
-    place, and backward recomputes tanh from x rather than keeping a second such array."""
+    An MLP's activations are the largest arrays of a GPT. Forward computes dy/dx next to y
+    (both need tanh) and keeps it instead of x, so backward is one multiply and the op holds
+    one such array, as it would holding x."""
 
     def forward(self, x: Any) -> Any:
-        self.x = x
-        y = _gelu_tanh(x)
-        y += 1
-        y *= x
-        y *= 0.5  # x/2 (1 + t)
+        xp = get_array_module(x)
+        t = _gelu_tanh(x)
+        half_1pt = xp.asarray(t + 1)
+        half_1pt *= 0.5  # (1 + t)/2
+        y = x * half_1pt
+        if any(self.needs_grad):
+            d = xp.asarray(x * x)
+            d *= 3 * 0.044715 * _GELU_C / 2
+            d += _GELU_C / 2
+            d *= x  # x/2 du/dx
+            t *= t
+            xp.subtract(1, t, out=t)  # 1 - t^2
+            d *= t
+            d += half_1pt
+            self.dydx = d
         return y
 
     # u = c (x + 0.044715 x^3),  t = tanh u,  y = x/2 (1 + t)
     # dy/dx = (1 + t)/2  +  x/2 * (1 - t^2) * du/dx,   du/dx = c (1 + 3 * 0.044715 x^2)
+    # dx = dout * dy/dx   (dy/dx was computed in forward)
     def backward(self, dout: Any) -> tuple[Any]:
-        x, xp = self.x, get_array_module(self.x)
-        t = _gelu_tanh(x)
-        d = xp.asarray(x * x)
-        d *= 3 * 0.044715 * _GELU_C
-        d += _GELU_C  # du/dx
-        d *= x
-        one_minus_t2 = xp.asarray(t * t)
-        xp.subtract(1, one_minus_t2, out=one_minus_t2)
-        d *= one_minus_t2  # x (1 - t^2) du/dx
-        d += t
-        d += 1
-        d *= 0.5  # dy/dx
-        d *= dout
-        return (d,)
+        return (dout * self.dydx,)
 
 
 class Cast(Function):
