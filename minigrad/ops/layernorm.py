@@ -14,29 +14,21 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
+from minigrad.ops.matmul import col_sum, row_mean
 from minigrad.tensor import Tensor
 
 
-def _row_mean(a: Any) -> Any:
-    """Mean over the last axis, keepdims, as a matrix-vector product: BLAS does it ~5x faster than a.mean(-1)."""
-    c = a.shape[-1]
-    ones = get_array_module(a).full(c, 1.0 / c, dtype=a.dtype)
-    return (a.reshape(-1, c) @ ones).reshape(a.shape[:-1] + (1,))
-
-
-def _col_sum(a: Any) -> Any:
-    """Sum over every axis but the last, as a vector-matrix product."""
-    c = a.shape[-1]
-    rows = a.reshape(-1, c)
-    return get_array_module(a).ones(rows.shape[0], dtype=a.dtype) @ rows
+def _row_dot_mean(a: Any, b: Any) -> Any:
+    """mean(a * b) over the last axis, keepdims; einsum reads a and b once and writes no (N, C) temporary."""
+    return get_array_module(a).einsum("...j,...j->...", a, b)[..., None] * (1.0 / a.shape[-1])
 
 
 class LayerNorm(Function):
     def forward(self, x: Any, *wb: Any, eps: float) -> Any:
         xp = get_array_module(x)
-        mean = _row_mean(x)  # (N, 1)
+        mean = row_mean(x)  # (N, 1)
         xc = x - mean  # (N, C)
-        rstd = 1.0 / xp.sqrt(_row_mean(xc * xc) + eps)  # (N, 1)
+        rstd = 1.0 / xp.sqrt(_row_dot_mean(xc, xc) + eps)  # (N, 1)
         self.x, self.mean, self.rstd, self.wb = x, mean, rstd, wb
         y = xc
         y *= rstd  # xhat (N, C), in place
@@ -54,18 +46,23 @@ class LayerNorm(Function):
     # three paths (d mean/dx = 1/C, d var/dx = 2 (x - mean)/C) gives, per row,
     #   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))      (N, C)
     def backward(self, dout: Any) -> tuple[Any, ...]:
+        xp = get_array_module(dout)
         xhat = self.x - self.mean
         xhat *= self.rstd  # (N, C)
         grads: list[Any] = [None]
         dxhat = dout
         if self.wb:
-            grads.append(_col_sum(dout * xhat) if self.needs_grad[1] else None)
+            if self.needs_grad[1]:  # sum_N dout * xhat, by einsum: no (N, C) temporary
+                c = xhat.shape[-1]
+                grads.append(xp.einsum("ij,ij->j", dout.reshape(-1, c), xhat.reshape(-1, c)))
+            else:
+                grads.append(None)
             if len(self.wb) == 2:
-                grads.append(_col_sum(dout) if self.needs_grad[2] else None)
+                grads.append(col_sum(dout) if self.needs_grad[2] else None)
             dxhat = dout * self.wb[0]
         if self.needs_grad[0]:
-            dx = dxhat - _row_mean(dxhat)
-            xhat *= _row_mean(dxhat * xhat)
+            dx = dxhat - row_mean(dxhat)
+            xhat *= _row_dot_mean(dxhat, xhat)
             dx -= xhat
             dx *= self.rstd
             grads[0] = dx
