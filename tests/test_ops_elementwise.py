@@ -52,6 +52,12 @@ def test_unary(name, device, shape, data):
     check_op(op, ref, [data.draw(arrays(shape, values))], device)
 
 
+@given(shape=shapes(), data=st.data())
+def test_gelu_in_small_pieces(device, small_chunks, shape, data):
+    """GELU's chain runs on pieces (minigrad.backend.chunks); with 7-element pieces most arrays span several."""
+    check_op(F.gelu, gelu_tanh, [data.draw(arrays(shape, "normal"))], device)
+
+
 POWERS = [(2, "normal"), (3, "normal"), (-1, "nonzero"), (0.5, "positive"), (-1.5, "positive")]
 
 

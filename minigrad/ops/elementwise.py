@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from minigrad.autograd import Function
-from minigrad.backend import get_array_module, get_default_dtype
+from minigrad.backend import chunks, get_array_module, get_default_dtype
 from minigrad.tensor import Tensor, as_tensor
 
 
@@ -259,13 +259,31 @@ class ReLU(Function):
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
-def _gelu_tanh(x: Any) -> Any:
-    """t = tanh(c (x + 0.044715 x^3)), computed in place in one new array."""
-    t = get_array_module(x).asarray(x * x)  # x^2 (asarray: NumPy gives a scalar for 0-d x; tanh(out=) needs an array)
+def _gelu_piece(x: Any, y: Any, dydx: Any | None) -> None:
+    """y = GELU(x) and, if dydx is given, dydx = GELU'(x), written into y and dydx (same shapes as x)."""
+    xp = get_array_module(x)
+    t = y if dydx is None else dydx  # tanh's workspace
+    xp.multiply(x, x, out=t)
     t *= 0.044715 * _GELU_C
-    t += _GELU_C  # c (1 + 0.044715 x^2)
+    t += _GELU_C
     t *= x  # u = c (x + 0.044715 x^3)
-    return get_array_module(x).tanh(t, out=t)
+    xp.tanh(t, out=t)  # t = tanh u
+    if dydx is None:
+        t += 1
+        t *= x
+        t *= 0.5  # y = x/2 (1 + t)
+        return
+    xp.add(t, 1, out=y)
+    y *= 0.5  # (1 + t)/2
+    t *= t
+    xp.subtract(1, t, out=t)  # 1 - t^2
+    half_x_du = x * x
+    half_x_du *= 3 * 0.044715 * _GELU_C / 2
+    half_x_du += _GELU_C / 2
+    half_x_du *= x  # x/2 du/dx
+    t *= half_x_du
+    t += y  # dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx
+    y *= x  # y = x (1 + t)/2
 
 
 class GELU(Function):
@@ -273,24 +291,18 @@ class GELU(Function):
 
     An MLP's activations are the largest arrays of a GPT. Forward computes dy/dx next to y
     (both need tanh) and keeps it instead of x, so backward is one multiply and the op holds
-    one such array, as it would holding x."""
+    one such array, as it would holding x. The chain runs on cache-sized pieces (`chunks`),
+    so its temporaries are small and stay in cache."""
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
-        t = _gelu_tanh(x)
-        half_1pt = xp.asarray(t + 1)
-        half_1pt *= 0.5  # (1 + t)/2
-        y = x * half_1pt
-        if any(self.needs_grad):
-            d = xp.asarray(x * x)
-            d *= 3 * 0.044715 * _GELU_C / 2
-            d += _GELU_C / 2
-            d *= x  # x/2 du/dx
-            t *= t
-            xp.subtract(1, t, out=t)  # 1 - t^2
-            d *= t
-            d += half_1pt
-            self.dydx = d
+        x = xp.ascontiguousarray(x).reshape(x.shape)  # (ascontiguousarray makes 0-d arrays 1-d)
+        y = xp.empty_like(x)
+        dydx = xp.empty_like(x) if any(self.needs_grad) else None
+        x1, y1, d1 = x.reshape(-1), y.reshape(-1), None if dydx is None else dydx.reshape(-1)
+        for s in chunks(x1):
+            _gelu_piece(x1[s], y1[s], None if d1 is None else d1[s])
+        self.dydx = dydx
         return y
 
     # u = c (x + 0.044715 x^3),  t = tanh u,  y = x/2 (1 + t)

@@ -43,9 +43,9 @@ class Adam(Optimizer):
             p *= 1 - lr * wd
         elif wd:
             grad = grad + wd * p
-        m, v, tmp = state["exp_avg"], state["exp_avg_sq"], group.scratch  # all (P,), updated in place
+        m, v = state["exp_avg"], state["exp_avg_sq"]  # pieces of the (P,) buffers, updated in place
         m *= b1
-        xp.multiply(grad, 1 - b1, out=tmp)
+        tmp = grad * (1 - b1)
         m += tmp  # m = b1 m + (1 - b1) g
         v *= b2
         xp.multiply(grad, grad, out=tmp)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from minigrad.backend import backend_of_array, get_array_module, to_device
+from minigrad.backend import backend_of_array, chunks, get_array_module, to_device
 from minigrad.nn.module import Parameter
 from minigrad.tensor import Tensor
 
@@ -32,7 +32,6 @@ class ParamGroup:
         self.flat: Any = None  # all parameters of the group, end to end (P,)
         self.grad: Any = None  # their gradients (P,)
         self.state: dict[str, Any] = {}  # name -> (P,)
-        self.scratch: Any = None  # (P,) scratch space for update rules
         self.build({})
 
     def build(self, state: dict[str, Any], device: str | None = None) -> None:
@@ -46,7 +45,6 @@ class ParamGroup:
         xp = get_array_module(datas[0])
         self.flat = xp.concatenate([d.reshape(-1) for d in datas])
         self.grad = xp.zeros_like(self.flat)
-        self.scratch = xp.empty_like(self.flat)  # room for an update rule's temporaries, reused every step
         dev = backend_of_array(self.flat).device
         self.state = {n: to_device(state[n], dev) if n in state else xp.zeros_like(self.flat) for n in self.state_names}
         self.param_views = self.views(self.flat)
@@ -135,10 +133,12 @@ class Optimizer:
             if not g.params:
                 continue
             g.sync()
-            self.update(g, g.flat, g.grad, g.state, g.hyper)
+            for s in chunks(g.flat):  # cache-sized pieces: the rule's dozen passes stay in cache
+                self.update(g, g.flat[s], g.grad[s], {n: a[s] for n, a in g.state.items()}, g.hyper)
 
     def update(self, group: ParamGroup, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
-        """One step for a whole group: p, grad and each state array are flat, updated in place."""
+        """One step for one piece of a group: p, grad and each state array are matching 1-D
+        pieces of the flat buffers, updated in place."""
         raise NotImplementedError
 
     def to(self, device: str) -> Optimizer:
