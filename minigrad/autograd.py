@@ -80,12 +80,11 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Tensor, **params: Any) -> Tensor:
-        from minigrad.tensor import Tensor, check_same_device
-
+        # Sampling runs about a hundred ops per token on tiny arrays, so every line here counts.
         check_same_device(cls.__name__, inputs)
         fn = cls()
-        fn.needs_grad = tuple(_grad_enabled and t.requires_grad for t in inputs)
-        record = any(fn.needs_grad)
+        fn.needs_grad = needs = tuple([t.requires_grad for t in inputs]) if _grad_enabled else (False,) * len(inputs)
+        record = True in needs
         t0 = time.perf_counter() if _timings is not None else 0.0
         try:
             out = fn.forward(*[t.data for t in inputs], **params)
@@ -96,7 +95,7 @@ class Function:
             out = np.asarray(out)
         if _timings is not None:
             _record(cls.__name__ + ".forward", t0)
-        result = Tensor._make(out, record)
+        result = _make_tensor(out, record)
         if record:
             fn.inputs = inputs
             result._ctx = fn
@@ -167,3 +166,10 @@ def _check_grad(fn: Function, inp: Tensor, g: Any) -> None:
             f"{type(fn).__name__}.backward returned a grad {type(g).__name__}{tuple(g.shape)} {g.dtype} "
             f"for an input {type(inp.data).__name__}{inp.shape} {inp.dtype}"
         )
+
+
+# Tensor needs this module, so this module takes what it needs from Tensor last.
+from minigrad.tensor import check_same_device  # noqa: E402
+from minigrad.tensor import Tensor as _Tensor  # noqa: E402
+
+_make_tensor = _Tensor._make
