@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from minigrad.backend import get_array_module
+
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
 
@@ -128,12 +130,52 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     return order
 
 
+class Scatter:
+    """A gradient that is zero except at some indexed places: what indexing's backward returns.
+
+    q, k, v = qkv.split(C, axis=2) makes three GetItem ops. If each backward returned a
+    zero array of qkv's full shape with its third filled in, the engine would then add the
+    three full arrays: five full-size passes of nothing but zeros and copies. Kept as
+    (index, values) parts instead, the pieces of one tensor's gradient are written into a
+    single zero array when the gradient is needed."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, parts: list[tuple[Any, Any, bool]]) -> None:
+        self.shape, self.dtype, self.parts = shape, dtype, parts  # parts: (index, values, index repeats?)
+        self.array_type = type(parts[0][1])
+
+    def plus(self, other: Any) -> Any:
+        if isinstance(other, Scatter):
+            return Scatter(self.shape, self.dtype, self.parts + other.parts)
+        return self.to_array(start=other)
+
+    def to_array(self, start: Any = None) -> Any:
+        """The dense gradient: zeros (or a copy of `start`) plus every part at its index."""
+        xp = get_array_module(self.parts[0][1])
+        out = xp.zeros(self.shape, dtype=self.dtype) if start is None else start.copy()
+        for index, values, repeats in self.parts:
+            if repeats:  # an integer-array index may name one place twice: add every time
+                xp.add.at(out, index, values)
+            else:
+                out[index] += values
+        return out
+
+
+def _add_grads(a: Any, b: Any) -> Any:
+    if isinstance(a, Scatter):
+        return a.plus(b)
+    if isinstance(b, Scatter):
+        return b.plus(a)
+    return a + b
+
+
 def backward(root: Tensor, dout: Any, retain_graph: bool = False) -> None:
     grads: dict[int, Any] = {id(root): dout}
     for t in _topological_order(root):
         g = grads.pop(id(t), None)
         if g is None:
             continue
+        if isinstance(g, Scatter):
+            g = g.to_array()
         fn = t._ctx
         if fn is None or t._retains_grad:
             t._accumulate_grad(g)
@@ -155,15 +197,16 @@ def backward(root: Tensor, dout: Any, retain_graph: bool = False) -> None:
                 gi = np.asarray(gi)
             _check_grad(fn, inp, gi)
             k = id(inp)
-            grads[k] = gi if k not in grads else grads[k] + gi
+            grads[k] = gi if k not in grads else _add_grads(grads[k], gi)
         if not retain_graph:
             fn.free()
 
 
 def _check_grad(fn: Function, inp: Tensor, g: Any) -> None:
-    if g.shape != inp.shape or g.dtype != inp.dtype or type(g) is not type(inp.data):
+    array_type = g.array_type if isinstance(g, Scatter) else type(g)
+    if g.shape != inp.shape or g.dtype != inp.dtype or array_type is not type(inp.data):
         raise RuntimeError(
-            f"{type(fn).__name__}.backward returned a grad {type(g).__name__}{tuple(g.shape)} {g.dtype} "
+            f"{type(fn).__name__}.backward returned a grad {array_type.__name__}{tuple(g.shape)} {g.dtype} "
             f"for an input {type(inp.data).__name__}{inp.shape} {inp.dtype}"
         )
 

@@ -43,6 +43,32 @@ def test_diamond_sums_the_grads_of_both_paths(device):
     np.testing.assert_allclose(x.grad.numpy(), (2 * np.array([3.0, 6.0]) + 1) * 3)
 
 
+def test_grads_of_pieces_and_of_the_whole_add_up(device):
+    """Indexing's backward returns a Scatter (zero but at the index); pieces, repeated integer
+    indices and dense grads of one tensor must all be summed, in any order of arrival."""
+    rng = np.random.default_rng(0)
+    x0, w = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    x = minigrad.tensor(x0, device=device, requires_grad=True)
+    wt = minigrad.tensor(w, device=device)
+    q, k, v = x.split(1, axis=1)
+    loss = (q * 2.0).sum() + (k * 3.0).sum() + (x * wt).sum() + (x[[0, 0, 2]] * 5.0).sum() + (v * 7.0).sum()
+    loss.backward()
+    expected = w + np.array([2.0, 3.0, 7.0])
+    expected[0] += 10.0
+    expected[2] += 5.0
+    np.testing.assert_allclose(x.grad.numpy(), expected)
+
+
+def test_a_scatter_never_writes_into_a_grad_another_tensor_shares(device):
+    # Add's backward hands the same array to both inputs; x's slice grad must not land in y's.
+    x = minigrad.tensor(np.zeros((4, 3)), device=device, requires_grad=True)
+    y = minigrad.tensor(np.zeros((4, 3)), device=device, requires_grad=True)
+    loss = (x[1:3] * 5.0).sum() + ((x + y) * 2.0).sum() + (y[:1] * 3.0).sum()  # whichever comes first
+    loss.backward()
+    np.testing.assert_array_equal(y.grad.numpy(), np.full((4, 3), 2.0) + np.array([[3], [0], [0], [0]]))
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((4, 3), 2.0) + np.array([[0], [5], [5], [0]]))
+
+
 def test_no_grad_records_no_graph(device):
     x = leaf([1.0, 2.0], device)
     with minigrad.no_grad():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from minigrad.autograd import Function
+from minigrad.autograd import Function, Scatter
 from minigrad.backend import get_array_module
 from minigrad.ops.elementwise import unbroadcast
 from minigrad.tensor import Tensor, check_same_device
@@ -46,15 +46,10 @@ class GetItem(Function):
 
     # y = x[index] gathers elements  =>  dx = zeros with dout scattered back to the same places.
     # With integer-array indices one element may be gathered several times: its gradient is the
-    # sum of all of them, so we scatter with add.at (a plain dx[index] = dout would keep only one).
+    # sum of all of them, so the scatter uses add.at (a plain dx[index] = dout would keep only one).
+    # The zeros are made by the engine (autograd.Scatter), once for all the pieces of a split.
     def backward(self, dout: Any) -> tuple[Any]:
-        xp = get_array_module(dout)
-        dx = xp.zeros(self.shape, dtype=self.dtype)
-        if _is_advanced(self.index):
-            xp.add.at(dx, self.index, dout)
-        else:
-            dx[self.index] = dout
-        return (dx,)
+        return (Scatter(self.shape, self.dtype, [(self.index, dout, _is_advanced(self.index))]),)
 
 
 def _is_advanced(index: Any) -> bool:
