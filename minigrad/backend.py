@@ -111,17 +111,19 @@ def get_array_module(*arrays: Any) -> ModuleType:
 
 # ---- elementwise chains in cache-sized pieces --------------------------------
 
-CHUNK_ELEMENTS: dict[str, int] = {"cpu": 1 << 16}  # per device; devices not listed take arrays whole
+CHUNK_ELEMENTS: dict[str, int] = {"cpu": 1 << 18}  # per device; devices not listed take arrays whole
 
 
 def chunks(a: Any) -> list[slice]:
     """Slices that cut a flat array into the pieces an elementwise chain should take at a time.
 
     NumPy runs a chain like GELU's a line at a time, each line one pass over the array. On
-    a whole (16, 256, 1536) activation every pass goes to main memory; on 64K-element pieces
-    (256 KiB of float32, a core's L2 cache) each line reads what the one before just wrote
-    from cache: measured 2x faster for GELU. A GPU fuses nothing this way and pays a
-    launch per line per piece, so there the chain takes the array whole."""
+    a whole (16, 256, 1536) activation (25 MB) every pass goes to main memory; on pieces of
+    256K elements (1 MiB of float32) each line reads what the one before just wrote from
+    cache. Measured on 2 cores: GELU 24 -> 12 ms, AdamW on 10.8M parameters 36 -> 20 ms; 64K
+    to 512K elements all do about as well, smaller pieces pay more Python per piece. A GPU
+    fuses nothing this way and pays a launch per line per piece, so there the chain takes
+    the array whole."""
     n = a.size
     step = CHUNK_ELEMENTS.get(backend_of_array(a).device) or n
     return [slice(i, i + step) for i in range(0, n, max(step, 1))] or [slice(0, 0)]
