@@ -54,6 +54,9 @@ def query_blocks(tq: int, tk: int, causal: bool) -> list[tuple[int, int, int]]:
 class ScaledDotProductAttention(Function):
     def forward(self, q: Any, k: Any, v: Any, causal: bool, scale: float, dropmask: Any) -> Any:
         xp = get_array_module(q)
+        # q, k, v usually arrive as strided views into one (B, T, 3C) array; the many small
+        # products below run faster on compact copies (measured: 15% of a T = 256 layer).
+        q, k, v = xp.ascontiguousarray(q), xp.ascontiguousarray(k), xp.ascontiguousarray(v)
         tq, tk = q.shape[-2], k.shape[-2]
         qs = q * scale  # the scale folded into q: (Tq, D) multiplies rather than (Tq, Tk)
         kt = xp.ascontiguousarray(k.swapaxes(-1, -2))  # K^T (B, H, D, Tk): BLAS is faster on it than on a transposed view
@@ -84,6 +87,7 @@ class ScaledDotProductAttention(Function):
     def backward(self, dout: Any) -> tuple[Any, Any, Any]:
         q, k, v = self.q, self.k, self.v
         xp = get_array_module(dout)
+        dout = xp.ascontiguousarray(dout)  # a transposed view, as q, k, v were
         vt = xp.ascontiguousarray(v.swapaxes(-1, -2))  # V^T (B, H, D, Tk)
         dq = xp.empty_like(q)
         dk, dv = xp.zeros_like(k), xp.zeros_like(v)
