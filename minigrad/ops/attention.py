@@ -54,12 +54,14 @@ def query_blocks(tq: int, tk: int, causal: bool) -> list[tuple[int, int, int]]:
 class ScaledDotProductAttention(Function):
     def forward(self, q: Any, k: Any, v: Any, causal: bool, scale: float, dropmask: Any) -> Any:
         xp = get_array_module(q)
-        # q, k, v usually arrive as strided views into one (B, T, 3C) array; the many small
-        # products below run faster on compact copies (measured: 15% of a T = 256 layer).
-        q, k, v = xp.ascontiguousarray(q), xp.ascontiguousarray(k), xp.ascontiguousarray(v)
+        self.q, self.k, self.v, self.scale, self.dropmask = q, k, v, scale, dropmask
+        # q, k, v usually arrive as strided views into one (B, T, 3C) array. The many small
+        # products below run faster on compact copies (measured: 15% of a T = 256 layer); they
+        # are made here and again in backward rather than kept, which would cost memory.
         tq, tk = q.shape[-2], k.shape[-2]
-        qs = q * scale  # the scale folded into q: (Tq, D) multiplies rather than (Tq, Tk)
+        qs = xp.multiply(q, scale, out=xp.empty(q.shape, dtype=q.dtype))  # scale folded into q: (Tq, D), not (Tq, Tk)
         kt = xp.ascontiguousarray(k.swapaxes(-1, -2))  # K^T (B, H, D, Tk): BLAS is faster on it than on a transposed view
+        v = xp.ascontiguousarray(v)
         out = xp.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)  # O (B, H, Tq, D)
         self.blocks = query_blocks(tq, tk, causal)
         self.p, self.pd = [], []  # per block, P and Pd (B, H, r1 - r0, end)
@@ -74,7 +76,6 @@ class ScaledDotProductAttention(Function):
             out[..., r0:r1, :] = pd @ v[..., :end, :]
             self.p.append(p)
             self.pd.append(pd)
-        self.q, self.k, self.v, self.scale, self.dropmask = q, k, v, scale, dropmask
         return out
 
     # Per block of queries r = r0:r1 and the keys e = 0:end they see:
@@ -85,12 +86,12 @@ class ScaledDotProductAttention(Function):
     # dQ[r]  = dS @ K[e] * scale           (B,H,rows,D) = (B,H,rows,end) @ (B,H,end,D)
     # dK[e] += dS^T @ Q[r] * scale         (B,H,end,D) = (B,H,end,rows) @ (B,H,rows,D)
     def backward(self, dout: Any) -> tuple[Any, Any, Any]:
-        q, k, v = self.q, self.k, self.v
         xp = get_array_module(dout)
-        dout = xp.ascontiguousarray(dout)  # a transposed view, as q, k, v were
-        vt = xp.ascontiguousarray(v.swapaxes(-1, -2))  # V^T (B, H, D, Tk)
-        dq = xp.empty_like(q)
-        dk, dv = xp.zeros_like(k), xp.zeros_like(v)
+        q, k = xp.ascontiguousarray(self.q), xp.ascontiguousarray(self.k)
+        dout = xp.ascontiguousarray(dout)  # usually a transposed view too
+        vt = xp.ascontiguousarray(self.v.swapaxes(-1, -2))  # V^T (B, H, D, Tk)
+        dq = xp.empty(q.shape, dtype=q.dtype)
+        dk, dv = xp.zeros(k.shape, dtype=k.dtype), xp.zeros(self.v.shape, dtype=k.dtype)
         for (r0, r1, end), p, pd in zip(self.blocks, self.p, self.pd):
             d_o = dout[..., r0:r1, :]
             dv[..., :end, :] += pd.swapaxes(-1, -2) @ d_o
