@@ -69,10 +69,13 @@ class Function:
     """One differentiable op. Subclasses define forward and backward; forward may save
     what backward needs as attributes on self (and only that). needs_grad tells, per
     input, whether backward will be asked for its grad: all False under no_grad(), so
-    forward can skip work that only backward would use."""
+    forward can skip work that only backward would use. reuse_saved is True while backward
+    runs for the last time (the graph is freed right after, no retain_graph): backward may
+    then write into arrays that it alone saved instead of allocating new ones."""
 
     inputs: tuple[Tensor, ...] | None
     needs_grad: tuple[bool, ...]
+    reuse_saved = False
 
     def forward(self, *arrays: Any, **params: Any) -> Any:
         raise NotImplementedError
@@ -187,6 +190,7 @@ def backward(root: Tensor, dout: Any, retain_graph: bool = False) -> None:
                 "call backward(retain_graph=True) the first time to backward twice"
             )
         t0 = time.perf_counter() if _timings is not None else 0.0
+        fn.reuse_saved = not retain_graph
         in_grads = fn.backward(g)
         if _timings is not None:
             _record(type(fn).__name__ + ".backward", t0)

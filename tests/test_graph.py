@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import minigrad
+import minigrad.functional as F
 from minigrad import nn
 
 
@@ -114,6 +115,17 @@ def test_retain_graph_allows_a_second_backward(device):
     y.backward(retain_graph=True)
     y.backward()
     np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
+
+
+def test_retain_graph_keeps_what_a_last_backward_may_overwrite(device):
+    # GELU's backward writes into its saved dy/dx when the graph dies after it; not before.
+    x = leaf([-1.0, 0.5, 2.0], device)
+    y = F.gelu(x)
+    g = minigrad.tensor([1.0, -2.0, 3.0], device=device)
+    y.backward(g, retain_graph=True)
+    first = x.grad.numpy().copy()
+    y.backward(g)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * first)
 
 
 def data_owner(t):
