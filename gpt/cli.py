@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time training steps (and sampling), optionally against PyTorch")
     b.add_argument("--batch_size", type=int, default=12)
     b.add_argument("--device", default="cpu")
-    b.add_argument("--iters", type=int, default=20, help="timed steps (the median is reported)")
+    b.add_argument("--iters", type=int, default=50, help="timed steps (the median is reported)")
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--vs", choices=["torch"], help="also time the identical PyTorch model, alternating steps")
     b.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the PyTorch side")
