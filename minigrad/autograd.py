@@ -4,10 +4,13 @@ Each op is a Function subclass with `forward(*arrays, **params) -> array` and
 `backward(dout) -> (dinput, ...)` written by hand, one grad per input (None
 where no grad is needed). `Function.apply` runs forward on raw arrays and, if
 any input requires grad, records the node: the output tensor points to its
-Function (`_ctx`), the Function points to its inputs. Nothing points from a
-Function to its output, so there are no reference cycles: when the last
-reference to a loss goes away, the whole graph, activations included, is freed
-by reference counting alone.
+Function (`_ctx`), and the Function keeps one edge per input: the Function that
+made that input, or the input itself if it is a leaf (a parameter), whose .grad
+backward fills. A Function holds no intermediate tensor, only the arrays its
+backward needs (GELU's input, say, is freed as soon as GELU has run), and
+nothing points from a Function to its output, so there are no reference cycles:
+when the last reference to a loss goes away, the whole graph, activations
+included, is freed by reference counting alone.
 
 `backward` sorts the graph topologically with an explicit stack (no recursion,
 so a 10,000-op chain is fine), then calls each Function's backward once, after
@@ -73,9 +76,11 @@ class Function:
     runs for the last time (the graph is freed right after, no retain_graph): backward may
     then write into arrays that it alone saved instead of allocating new ones."""
 
-    inputs: tuple[Tensor, ...] | None
+    edges: tuple[Function | Tensor | None, ...] | None  # per input: its Function, itself if a leaf, None if no grad
+    input_specs: tuple[tuple[tuple[int, ...], Any, type], ...]  # per input: (shape, dtype, array type), for checks
     needs_grad: tuple[bool, ...]
     reuse_saved = False
+    retained_output: Any = None  # a weakref to the output, if it asked for its grad (retain_grad)
 
     def forward(self, *arrays: Any, **params: Any) -> Any:
         raise NotImplementedError
@@ -102,33 +107,35 @@ class Function:
             _record(cls.__name__ + ".forward", t0)
         result = _make_tensor(out, record)
         if record:
-            fn.inputs = inputs
+            fn.edges = tuple([(t._ctx or t) if need else None for t, need in zip(inputs, needs)])
+            fn.input_specs = tuple([(t.data.shape, t.data.dtype, type(t.data)) for t in inputs])
             result._ctx = fn
         return result
 
     def free(self) -> None:
-        """Drop the inputs and every saved array; a later backward through here raises."""
+        """Drop the edges and every saved array; a later backward through here raises."""
         self.__dict__.clear()
-        self.inputs = None
+        self.edges = None
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors that require grad, each before all of its inputs (reverse DFS post-order, iterative)."""
-    order: list[Tensor] = []
+def _topological_order(root: Function | Tensor) -> list[Function | Tensor]:
+    """The graph's nodes (Functions, and leaf Tensors at the ends), each before all of the nodes
+    its inputs came from (reverse DFS post-order, iterative)."""
+    order: list[Function | Tensor] = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
-        t, inputs_done = stack.pop()
+        node, inputs_done = stack.pop()
         if inputs_done:
-            order.append(t)
+            order.append(node)
             continue
-        if id(t) in visited:
+        if id(node) in visited:
             continue
-        visited.add(id(t))
-        stack.append((t, True))
-        fn = t._ctx
-        if fn is not None and fn.inputs is not None:
-            stack.extend((i, False) for i in fn.inputs if i.requires_grad and id(i) not in visited)
+        visited.add(id(node))
+        stack.append((node, True))
+        edges = getattr(node, "edges", None)  # None for leaf tensors and freed Functions
+        if edges:
+            stack.extend((e, False) for e in edges if e is not None and id(e) not in visited)
     order.reverse()
     return order
 
@@ -172,46 +179,50 @@ def _add_grads(a: Any, b: Any) -> Any:
 
 
 def backward(root: Tensor, dout: Any, retain_graph: bool = False) -> None:
-    grads: dict[int, Any] = {id(root): dout}
-    for t in _topological_order(root):
-        g = grads.pop(id(t), None)
+    start = root._ctx or root
+    grads: dict[int, Any] = {id(start): dout}  # node -> the gradient of its output, summed so far
+    for node in _topological_order(start):
+        g = grads.pop(id(node), None)
         if g is None:
             continue
         if isinstance(g, Scatter):
             g = g.to_array()
-        fn = t._ctx
-        if fn is None or t._retains_grad:
-            t._accumulate_grad(g)
-        if fn is None:
+        if not isinstance(node, Function):  # a leaf
+            node._accumulate_grad(g)
             continue
-        if fn.inputs is None:
+        fn = node
+        if fn.edges is None:
             raise RuntimeError(
                 f"backward through a graph that was already freed (at {type(fn).__name__}): "
                 "call backward(retain_graph=True) the first time to backward twice"
             )
+        kept = fn.retained_output() if fn.retained_output is not None else None
+        if kept is not None:
+            kept._accumulate_grad(g)
         t0 = time.perf_counter() if _timings is not None else 0.0
         fn.reuse_saved = not retain_graph
         in_grads = fn.backward(g)
         if _timings is not None:
             _record(type(fn).__name__ + ".backward", t0)
-        for inp, gi in zip(fn.inputs, in_grads):
-            if gi is None or not inp.requires_grad:
+        for edge, spec, gi in zip(fn.edges, fn.input_specs, in_grads):
+            if gi is None or edge is None:
                 continue
             if isinstance(gi, np.generic):
                 gi = np.asarray(gi)
-            _check_grad(fn, inp, gi)
-            k = id(inp)
+            _check_grad(fn, spec, gi)
+            k = id(edge)
             grads[k] = gi if k not in grads else _add_grads(grads[k], gi)
         if not retain_graph:
             fn.free()
 
 
-def _check_grad(fn: Function, inp: Tensor, g: Any) -> None:
-    array_type = g.array_type if isinstance(g, Scatter) else type(g)
-    if g.shape != inp.shape or g.dtype != inp.dtype or array_type is not type(inp.data):
+def _check_grad(fn: Function, spec: tuple[tuple[int, ...], Any, type], g: Any) -> None:
+    shape, dtype, array_type = spec
+    g_type = g.array_type if isinstance(g, Scatter) else type(g)
+    if g.shape != shape or g.dtype != dtype or g_type is not array_type:
         raise RuntimeError(
-            f"{type(fn).__name__}.backward returned a grad {array_type.__name__}{tuple(g.shape)} {g.dtype} "
-            f"for an input {type(inp.data).__name__}{inp.shape} {inp.dtype}"
+            f"{type(fn).__name__}.backward returned a grad {g_type.__name__}{tuple(g.shape)} {g.dtype} "
+            f"for an input {array_type.__name__}{tuple(shape)} {dtype}"
         )
 
 

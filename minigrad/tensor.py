@@ -12,6 +12,7 @@ Read next: autograd.py (the graph), then ops/elementwise.py.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ Shape = tuple[int, ...]
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
 
     def __init__(
         self,
@@ -72,7 +73,6 @@ class Tensor:
         self.data = data
         self.grad: Tensor | None = None
         self._ctx: autograd.Function | None = None
-        self._retains_grad = False
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_()
@@ -85,7 +85,6 @@ class Tensor:
         t.grad = None
         t.requires_grad = requires_grad
         t._ctx = None
-        t._retains_grad = False
         return t
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -163,7 +162,8 @@ class Tensor:
 
     def retain_grad(self) -> None:
         """Keep .grad on this non-leaf tensor after backward (leaves always keep theirs)."""
-        self._retains_grad = True
+        if self._ctx is not None:  # its Function hands it the grad, if it is still alive then
+            self._ctx.retained_output = weakref.ref(self)
 
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) * grad into every leaf's .grad. `grad` defaults to 1 for a scalar."""
