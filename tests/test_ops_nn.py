@@ -92,6 +92,18 @@ def test_layer_norm(n_params, device, shape, data):
     check_op(F.layer_norm, layer_norm_ref, xs, device)
 
 
+@pytest.mark.parametrize("n_params", [0, 1, 2])
+def test_layer_norm_backward_leaves_its_output_alone(device, n_params):
+    # LayerNorm keeps xhat and may reuse it in its last backward; without a weight, xhat is the output.
+    rng = np.random.default_rng(0)
+    x = minigrad.tensor(rng.standard_normal((3, 5)), device=device, requires_grad=True)
+    params = [minigrad.tensor(rng.standard_normal(5), device=device, requires_grad=True) for _ in range(n_params)]
+    y = F.layer_norm(x, *params)
+    before = y.numpy().copy()
+    (y * minigrad.tensor(rng.standard_normal((3, 5)), device=device)).sum().backward()
+    np.testing.assert_array_equal(y.numpy(), before)
+
+
 @given(v=sides, c=sides, idx_shape=shapes(max_dims=2, max_side=6), seed=seeds, data=st.data())
 def test_embedding(device, v, c, idx_shape, seed, data):
     """Ids repeat often (up to 36 of them, at most 4 rows): their gradients must add up."""

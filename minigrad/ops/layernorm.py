@@ -1,10 +1,10 @@
 """layer_norm as one fused op: normalize over the last axis, then scale and shift.
 
 Composed of primitives it would store half a dozen (N, C) arrays; fused, it
-keeps only the per-row mean and rstd (and x, which is alive anyway) and
-recomputes xhat in backward, as llm.c does.
+keeps xhat and the per-row rstd. (Not x: a GPT's residual stream then lives
+only as long as the forward needs it.)
 
-Shapes: x, y, dout (N..., C); weight, bias (C,); mean, rstd (N..., 1).
+Shapes: x, xhat, y, dout (N..., C); weight, bias (C,); mean, rstd (N..., 1).
 
 Read next: embedding.py.
 """
@@ -26,16 +26,15 @@ def _row_dot_mean(a: Any, b: Any) -> Any:
 class LayerNorm(Function):
     def forward(self, x: Any, *wb: Any, eps: float) -> Any:
         xp = get_array_module(x)
-        mean = row_mean(x)  # (N, 1)
-        xc = x - mean  # (N, C)
-        rstd = 1.0 / xp.sqrt(_row_dot_mean(xc, xc) + eps)  # (N, 1)
-        self.x, self.mean, self.rstd, self.wb = x, mean, rstd, wb
-        y = xc
-        y *= rstd  # xhat (N, C), in place
-        if wb:
-            y *= wb[0]
-            if len(wb) == 2:
-                y += wb[1]
+        xhat = x - row_mean(x)  # x - mean (N, C)
+        rstd = 1.0 / xp.sqrt(_row_dot_mean(xhat, xhat) + eps)  # (N, 1)
+        xhat *= rstd  # xhat, in place
+        self.xhat, self.rstd, self.wb = xhat, rstd, wb
+        if not wb:
+            return xhat
+        y = xhat * wb[0]
+        if len(wb) == 2:
+            y += wb[1]
         return y
 
     # Forward, line by line:            Backward, line by line (reverse order):
@@ -47,8 +46,7 @@ class LayerNorm(Function):
     #   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))      (N, C)
     def backward(self, dout: Any) -> tuple[Any, ...]:
         xp = get_array_module(dout)
-        xhat = self.x - self.mean
-        xhat *= self.rstd  # (N, C)
+        xhat = self.xhat
         grads: list[Any] = [None]
         dxhat = dout
         if self.wb:
@@ -62,7 +60,11 @@ class LayerNorm(Function):
             dxhat = dout * self.wb[0]
         if self.needs_grad[0]:
             dx = dxhat - row_mean(dxhat)
-            xhat *= _row_dot_mean(dxhat, xhat)
+            b = _row_dot_mean(dxhat, xhat)
+            if self.reuse_saved and self.wb:  # xhat is ours alone (without weight it is the output too)
+                xhat *= b
+            else:
+                xhat = xhat * b
             dx -= xhat
             dx *= self.rstd
             grads[0] = dx
