@@ -50,11 +50,9 @@ class LayerNorm(Function):
         grads: list[Any] = [None]
         dxhat = dout
         if self.wb:
-            if self.needs_grad[1]:  # sum_N dout * xhat, by einsum: no (N, C) temporary
-                c = xhat.shape[-1]
-                grads.append(xp.einsum("ij,ij->j", dout.reshape(-1, c), xhat.reshape(-1, c)))
-            else:
-                grads.append(None)
+            c = xhat.shape[-1]  # dweight = sum_N dout * xhat, by einsum: no (N, C) temporary
+            dweight = xp.einsum("ij,ij->j", dout.reshape(-1, c), xhat.reshape(-1, c)) if self.needs_grad[1] else None
+            grads.append(dweight)
             if len(self.wb) == 2:
                 grads.append(col_sum(dout) if self.needs_grad[2] else None)
             dxhat = dout * self.wb[0]

@@ -134,9 +134,9 @@ class Optimizer:
                 continue
             g.sync()
             for s in chunks(g.flat):  # cache-sized pieces: the rule's dozen passes stay in cache
-                self.update(g, g.flat[s], g.grad[s], {n: a[s] for n, a in g.state.items()}, g.hyper)
+                self.update(g.flat[s], g.grad[s], {n: a[s] for n, a in g.state.items()}, g.hyper)
 
-    def update(self, group: ParamGroup, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
+    def update(self, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
         """One step for one piece of a group: p, grad and each state array are matching 1-D
         pieces of the flat buffers, updated in place."""
         raise NotImplementedError

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from minigrad.optim.optimizer import Optimizer, ParamGroup
+from minigrad.optim.optimizer import Optimizer
 
 
 class SGD(Optimizer):
@@ -22,7 +22,7 @@ class SGD(Optimizer):
     def __init__(self, params: Iterable[Any], **hyper: Any) -> None:
         super().__init__(params, **hyper)
 
-    def update(self, group: ParamGroup, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
+    def update(self, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
         if hyper["weight_decay"]:
             grad = grad + hyper["weight_decay"] * p
         if hyper["momentum"]:
