@@ -93,6 +93,10 @@ CASES = {
         lambda d: F.cross_entropy(ones(2, 3, device=d), ids([0, 3], d)),
         IndexError, r"cross_entropy: target 3 is out of range for 3 classes",
     ),
+    "cross_entropy label_smoothing": (
+        lambda d: F.cross_entropy(ones(2, 3, device=d), ids([0, 1], d), label_smoothing=1.5),
+        ValueError, r"cross_entropy: label_smoothing must be in \[0, 1\], got 1.5",
+    ),
 }
 
 

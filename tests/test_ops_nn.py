@@ -26,9 +26,10 @@ def softmax_ref(x, axis=-1):
     return np.exp(log_softmax_ref(x, axis))
 
 
-def cross_entropy_ref(logits, targets, ignore_index):
+def cross_entropy_ref(logits, targets, ignore_index, label_smoothing=0.0):
     rows = np.flatnonzero(targets != ignore_index)
-    return -log_softmax_ref(logits)[rows, targets[rows]].mean()
+    q = np.eye(logits.shape[1])[targets[rows]] * (1 - label_smoothing) + label_smoothing / logits.shape[1]
+    return -(q * log_softmax_ref(logits)[rows]).sum(1).mean()
 
 
 def layer_norm_ref(x, weight=1.0, bias=0.0, eps=1e-5):
@@ -65,16 +66,17 @@ def test_softmax_is_stable_for_large_logits(name, device):
     np.testing.assert_allclose(op(minigrad.tensor(x, device=device)).numpy(), ref(x), rtol=1e-12)
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 1.0])
 @pytest.mark.parametrize("ignore_index", [-100, 0])
 @given(n=sides, v=st.integers(1, 5), seed=seeds, data=st.data())
-def test_cross_entropy(ignore_index, device, n, v, seed, data):
+def test_cross_entropy(ignore_index, label_smoothing, device, n, v, seed, data):
     rng = np.random.default_rng(seed)
     targets = np.where(rng.random(n) < 0.3, ignore_index, rng.integers(0, v, n))
     assume((targets != ignore_index).any())  # the mean over no targets is NaN, tested below
     t = minigrad.tensor(targets, device=device)
     check_op(
-        lambda x: F.cross_entropy(x, t, ignore_index=ignore_index),
-        lambda x: cross_entropy_ref(x, targets, ignore_index),
+        lambda x: F.cross_entropy(x, t, ignore_index=ignore_index, label_smoothing=label_smoothing),
+        lambda x: cross_entropy_ref(x, targets, ignore_index, label_smoothing),
         [data.draw(arrays((n, v)))],
         device,
     )

@@ -84,6 +84,8 @@ CASES = [
     case("cross_entropy", [x(4, 5), TARGETS], F.cross_entropy, TF.cross_entropy),
     case("cross_entropy ignore_index=0", [x(4, 5), TARGETS.clip(0)],
          lambda a, t: F.cross_entropy(a, t, ignore_index=0), lambda a, t: TF.cross_entropy(a, t, ignore_index=0)),
+    case("cross_entropy label_smoothing=0.1", [x(4, 5), TARGETS],
+         lambda a, t: F.cross_entropy(a, t, label_smoothing=0.1), lambda a, t: TF.cross_entropy(a, t, label_smoothing=0.1)),
     case("layer_norm", [x(2, 3, 4)], F.layer_norm, lambda a: TF.layer_norm(a, (4,))),
     case("layer_norm affine", [x(2, 3, 4), x(4), x(4)], F.layer_norm, lambda a, w, b: TF.layer_norm(a, (4,), w, b)),
     case("embedding", [x(3, 4), IDS], lambda w, i: F.embedding(i, w), lambda w, i: TF.embedding(i, w)),

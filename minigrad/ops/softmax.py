@@ -56,26 +56,30 @@ class LogSoftmax(Function):
 
 
 class CrossEntropy(Function):
-    def forward(self, logits: Any, targets: Any, ignore_index: int) -> Any:
+    def forward(self, logits: Any, targets: Any, ignore_index: int, label_smoothing: float) -> Any:
         xp = get_array_module(logits)
-        n = logits.shape[0]
+        n, v = logits.shape
         valid = targets != ignore_index  # (N,)
         safe = xp.where(valid, targets, 0)  # ignored rows read class 0, then get weight 0
         shifted, lse = _log_sum_exp(logits, axis=1)  # (N, V), (N, 1)
         logp_target = shifted[xp.arange(n), safe] - lse[:, 0]  # (N,)
         self.count = int(valid.sum())
         self.weight = valid.astype(logits.dtype) / max(self.count, 1)  # (N,) 1/count or 0
-        self.p, self.safe = xp.exp(shifted - lse), safe  # softmax (N, V)
+        self.p, self.safe, self.eps = xp.exp(shifted - lse), safe, label_smoothing  # softmax (N, V)
+        if label_smoothing:  # the target is (1 - eps) onehot(t) + eps / V: mix in the mean log p
+            logp_mean = shifted.mean(axis=1) - lse[:, 0]  # (N,) (1/V) sum_v log p_v
+            logp_target = (1 - label_smoothing) * logp_target + label_smoothing * logp_mean
         loss = -(logp_target * self.weight).sum()
         return loss if self.count else loss * xp.nan  # mean over no targets is NaN, as in PyTorch
 
-    # loss = -(1/count) sum_n log softmax(logits_n)[t_n] over rows n with t_n != ignore_index.
-    # From log_softmax's backward with dout = -onehot(t_n)/count:
-    #   dlogits_n = (p_n - onehot(t_n)) / count   (0 for ignored rows),  times the scalar dout
+    # loss = -(1/count) sum_n sum_v q_nv log softmax(logits_n)_v over rows n with t_n != ignore_index,
+    # q_n = (1 - eps) onehot(t_n) + eps / V  (q_n = onehot(t_n) without label smoothing).
+    # From log_softmax's backward with dout = -q_n / count, and sum_v q_nv = 1:
+    #   dlogits_n = (p_n - q_n) / count   (0 for ignored rows),  times the scalar dout
     def backward(self, dout: Any) -> tuple[Any]:
         xp = get_array_module(self.p)
-        dlogits = self.p.copy()
-        dlogits[xp.arange(dlogits.shape[0]), self.safe] -= 1
+        dlogits = self.p - self.eps / self.p.shape[1] if self.eps else self.p.copy()
+        dlogits[xp.arange(dlogits.shape[0]), self.safe] -= 1 - self.eps
         dlogits *= (self.weight * dout)[:, None]
         return (dlogits,)
 
@@ -88,9 +92,10 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     return LogSoftmax.apply(x, axis=axis)
 
 
-def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100) -> Tensor:
+def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
     """Mean negative log-likelihood of `targets` (N,) under softmax(`logits` (N, V)),
-    skipping rows whose target is ignore_index."""
+    skipping rows whose target is ignore_index. label_smoothing = eps trains towards
+    (1 - eps) onehot + eps / V, as PyTorch."""
     t = targets if isinstance(targets, Tensor) else Tensor(targets)
     check_same_device("cross_entropy", (logits, t))
     if logits.ndim != 2 or t.shape != (logits.shape[0],):
@@ -100,10 +105,12 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100) -> Ten
         )
     if t.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: targets must be integer class ids, got {t.dtype}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     td = t.data
     xp = get_array_module(td)
     bad = (td != ignore_index) & ((td < 0) | (td >= logits.shape[1]))
     if bool(bad.any()):
         first = int(td[xp.argmax(bad)])
         raise IndexError(f"cross_entropy: target {first} is out of range for {logits.shape[1]} classes")
-    return CrossEntropy.apply(logits, targets=td, ignore_index=ignore_index)
+    return CrossEntropy.apply(logits, targets=td, ignore_index=ignore_index, label_smoothing=float(label_smoothing))
