@@ -192,8 +192,11 @@ class GPT(nn.Module):
         self, weight_decay: float, learning_rate: float, betas: tuple[float, float]
     ) -> minigrad.optim.AdamW:
         """AdamW with weight decay on matrices (>= 2-D: embeddings, Linear weights) only, not on
-        biases and LayerNorm gains, as nanoGPT does."""
-        params = list(self.parameters())
+        biases and LayerNorm gains, as nanoGPT does. Frozen parameters (requires_grad=False) are
+        left out."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("configure_optimizer: no parameter requires grad (all are frozen)")
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

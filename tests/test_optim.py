@@ -8,6 +8,7 @@ import pytest
 
 import minigrad
 from minigrad import nn, optim
+from minigrad.backend import to_device
 from minigrad.nn.utils import clip_grad_norm_
 
 P0 = [np.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]]), np.array([0.1, -0.2, 0.3])]
@@ -173,3 +174,92 @@ def test_step_after_model_zero_grad(device):
     # d(sum(x @ W.T + b))/dW has every row equal to x.sum(0), and d/db is 2 (two rows of x): no accumulation
     np.testing.assert_allclose(model.weight.numpy(), w0 - 0.1 * 2 * np.tile([1.5, 2.5, 3.5], (2, 1)), rtol=1e-5)
     np.testing.assert_allclose(model.bias.numpy(), b0 - 0.1 * 2 * 2.0, rtol=1e-5)
+
+
+# ---- frozen parameters and empty groups -----------------------------------------------------
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.1),
+        lambda ps: optim.AdamW(ps, lr=0.1, weight_decay=0.1),
+        lambda ps: optim.Adam(ps, lr=0.1, weight_decay=0.1),
+    ],
+    ids=["sgd", "adamw", "adam"],
+)
+def test_frozen_parameter_is_not_moved_and_keeps_no_state(device, make_opt):
+    """Weight decay used to move a frozen parameter (its missing grad counted as zero)."""
+    params = make_params(device)
+    params[0].requires_grad_(False)
+    opt = make_opt(params)
+    for _ in range(2):
+        opt.zero_grad()
+        loss = (params[1] * minigrad.tensor(G1[1], device=device)).sum()
+        loss.backward()
+        opt.step()
+    np.testing.assert_array_equal(params[0].numpy(), P0[0])
+    assert params[0].grad is None
+    assert not np.allclose(params[1].numpy(), P0[1])
+    sd = opt.state_dict()
+    assert set(sd["state"]) == {1}  # state only for the trainable parameter, numbered as PyTorch does
+    assert sd["param_groups"][0]["params"] == [0, 1]
+
+
+def test_freezing_after_the_optimizer_was_made_takes_effect_at_the_next_step(device):
+    params = make_params(device)
+    opt = optim.AdamW(params, lr=0.1, weight_decay=0.1)
+    run(opt, params, device, [G1])
+    m1 = to_device(opt.state_dict()["state"][1]["exp_avg"], "cpu")
+    params[0].requires_grad_(False)
+    frozen = params[0].numpy().copy()
+    opt.zero_grad()
+    (params[1] * minigrad.tensor(G2[1], device=device)).sum().backward()
+    opt.step()
+    np.testing.assert_array_equal(params[0].numpy(), frozen)
+    sd = opt.state_dict()
+    assert set(sd["state"]) == {1}
+    # the trainable parameter's state was carried over: m = 0.9 * m1 + 0.1 * g2
+    np.testing.assert_allclose(to_device(sd["state"][1]["exp_avg"], "cpu"), 0.9 * m1 + 0.1 * G2[1], rtol=1e-6)
+    params[0].requires_grad_(True)  # unfreezing: its state starts again at zero
+    run(opt, params, device, [G1])
+    assert not np.allclose(params[0].numpy(), frozen)
+    np.testing.assert_allclose(to_device(opt.state_dict()["state"][0]["exp_avg"], "cpu"), 0.1 * G1[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.AdamW])
+def test_empty_group_works_in_step_and_state_dicts(device, cls):
+    params = make_params(device)
+    frozen = nn.Parameter(minigrad.tensor(np.ones(4), device=device), requires_grad=False)
+    groups = [{"params": params, "weight_decay": 0.1}, {"params": [], "weight_decay": 0.0}, {"params": [frozen]}]
+    opt = cls(groups, lr=0.1)
+    run(opt, params, device, [G1, G2])
+    sd = opt.state_dict()
+    assert [g["params"] for g in sd["param_groups"]] == [[0, 1], [], [2]]
+    opt2 = cls(groups, lr=0.5)
+    opt2.load_state_dict(sd)
+    assert [g.hyper["lr"] for g in opt2.param_groups] == [0.1, 0.1, 0.1]
+    opt2.to(device)
+    run(opt2, params, device, [G1])
+    np.testing.assert_array_equal(frozen.numpy(), np.ones(4))
+
+
+def test_configure_optimizer_takes_only_trainable_parameters():
+    from gpt.model import GPT, GPTConfig
+
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8, dropout=0.0))
+    for name, p in model.named_parameters():
+        if not name.startswith("lm_head") and "wte" not in name and "ln_f" not in name:
+            p.requires_grad_(False)
+    opt = model.configure_optimizer(weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.95))
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for g in opt.param_groups for p in g.params} == trainable
+    w = model.transformer.h[0].attn.c_attn.weight
+    before = w.numpy().copy()
+    x = minigrad.tensor(np.array([[1, 2, 3, 4]]))
+    _, loss = model(x, x)
+    loss.backward()
+    opt.step()
+    np.testing.assert_array_equal(w.numpy(), before)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no parameter requires grad"):
+        model.configure_optimizer(weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.95))

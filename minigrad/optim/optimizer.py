@@ -7,11 +7,17 @@ state (momentum, Adam's moments). An update rule is then a handful of whole-buff
 array operations per group, however many parameters the model has, instead of a
 Python loop over parameters.
 
+Only parameters that require grad go into the buffers: a frozen parameter
+(`requires_grad=False`) is skipped by `step()` and keeps no state, as in
+PyTorch, and freezing or unfreezing after the optimizer was made takes effect at
+the next `step()` (the buffers are rebuilt, the others' state carried over). A
+group may be empty, or become empty by freezing.
+
 `zero_grad()` zeroes the gradient buffer and leaves each `.grad` as a view into
 it, so backward accumulates straight into the buffer. A gradient that lives
 elsewhere (say after `model.zero_grad()`, which sets grads to None) is copied
-in at `step()`; a missing gradient counts as zero, so weight decay and momentum
-still move that parameter (PyTorch skips it).
+in at `step()`; a missing gradient of a trainable parameter counts as zero, so
+weight decay and momentum still move it (PyTorch skips it).
 
 Read next: sgd.py, adam.py, lr_scheduler.py.
 """
@@ -25,20 +31,34 @@ from minigrad.tensor import Tensor
 
 
 class ParamGroup:
-    """Parameters that share hyperparameters, with flat buffers for params, grads and state."""
+    """Parameters that share hyperparameters, with flat buffers for the trainable ones' values,
+    grads and state."""
 
     def __init__(self, params: list[Parameter], hyper: dict[str, Any], state_names: tuple[str, ...]) -> None:
-        self.params, self.hyper, self.state_names = params, hyper, state_names
-        self.flat: Any = None  # all parameters of the group, end to end (P,)
+        self.params, self.hyper, self.state_names = params, hyper, state_names  # params: all, trainable or not
+        self.trainable: list[Parameter] = []  # those that required grad at the last build: in the buffers
+        self.mask: tuple[bool, ...] = ()  # p.requires_grad for each of params at the last build
+        self.flat: Any = None  # the trainable parameters, end to end (P,); None when there are none
         self.grad: Any = None  # their gradients (P,)
         self.state: dict[str, Any] = {}  # name -> (P,)
         self.build({})
 
-    def build(self, state: dict[str, Any], device: str | None = None) -> None:
-        """(Re)make the flat buffers from the parameters' current values, on `device` if given."""
-        if not self.params:
+    def param_state(self) -> dict[int, dict[str, Any]]:
+        """id(parameter) -> {state name: view of the state in the parameter's shape}, trainable ones only."""
+        per_name = {n: self.views(self.state[n]) for n in self.state_names if n in self.state}
+        return {id(p): {n: views[i] for n, views in per_name.items()} for i, p in enumerate(self.trainable)}
+
+    def build(self, state: dict[int, dict[str, Any]], device: str | None = None) -> None:
+        """(Re)make the flat buffers over the parameters that require grad now, from their current
+        values, on `device` if given; `state` (id(parameter) -> {name: array}) is carried over,
+        missing state starts at zero."""
+        self.mask = tuple(p.requires_grad for p in self.params)
+        self.trainable = [p for p, trains in zip(self.params, self.mask) if trains]
+        self.flat = self.grad = None
+        self.state, self.param_views, self.grad_views = {}, [], []
+        if not self.trainable:
             return
-        datas = [p.data if device is None else to_device(p.data, device) for p in self.params]
+        datas = [p.data if device is None else to_device(p.data, device) for p in self.trainable]
         dtypes = {str(d.dtype) for d in datas}
         if len(dtypes) > 1:
             raise TypeError(f"optimizer: parameters of one group must share a dtype, got {sorted(dtypes)}")
@@ -46,11 +66,14 @@ class ParamGroup:
         self.flat = xp.concatenate([d.reshape(-1) for d in datas])
         self.grad = xp.zeros_like(self.flat)
         dev = backend_of_array(self.flat).device
-        self.state = {n: to_device(state[n], dev) if n in state else xp.zeros_like(self.flat) for n in self.state_names}
+        for n in self.state_names:
+            pieces = [state.get(id(p), {}).get(n) for p in self.trainable]
+            pieces = [xp.zeros(p.numel(), d.dtype) if a is None else to_device(a, dev).reshape(-1) for p, d, a in zip(self.trainable, datas, pieces)]
+            self.state[n] = xp.concatenate(pieces)
         self.param_views = self.views(self.flat)
         self.grad_views = self.views(self.grad)
-        old_grads = [p.grad for p in self.params]
-        for p, view, gview, old in zip(self.params, self.param_views, self.grad_views, old_grads):
+        old_grads = [p.grad for p in self.trainable]
+        for p, view, gview, old in zip(self.trainable, self.param_views, self.grad_views, old_grads):
             p.data = view
             if old is not None:
                 gview[...] = to_device(old.data, dev)
@@ -59,21 +82,30 @@ class ParamGroup:
     def views(self, flat: Any) -> list[Any]:
         """One view of `flat` per parameter, in the parameter's shape."""
         out, start = [], 0
-        for p in self.params:
+        for p in self.trainable:
             n = p.numel()
             out.append(flat[start : start + n].reshape(p.shape))
             start += n
         return out
 
     def zero_grad(self) -> None:
+        if self.grad is None:
+            return
         self.grad.fill(0)
-        for p, gview in zip(self.params, self.grad_views):
+        for p, gview in zip(self.trainable, self.grad_views):
             p.grad = Tensor._make(gview, False)
+
+    def follow_requires_grad(self) -> None:
+        """Rebuild the buffers if a parameter was frozen or unfrozen since the last build."""
+        if tuple(p.requires_grad for p in self.params) != self.mask:
+            self.build(self.param_state())
 
     def sync(self) -> None:
         """Bring values that were put elsewhere back into the flat buffers: a parameter whose .data
-        was replaced, a gradient that backward made afresh (copied in) or None (zero)."""
-        for p, view, gview in zip(self.params, self.param_views, self.grad_views):
+        was replaced, a gradient that backward made afresh (copied in) or None (zero). A parameter
+        frozen or unfrozen since the last build rebuilds the buffers first."""
+        self.follow_requires_grad()
+        for p, view, gview in zip(self.trainable, self.param_views, self.grad_views):
             if p.data is not view:
                 if p.shape != view.shape or type(p.data) is not type(view):
                     raise RuntimeError(
@@ -124,15 +156,14 @@ class Optimizer:
     def zero_grad(self) -> None:
         """Zero every gradient in place (the grads stay views into the flat buffers)."""
         for g in self.param_groups:
-            if g.params:
-                g.zero_grad()
+            g.zero_grad()
 
     def step(self) -> None:
         self.step_count += 1
         for g in self.param_groups:
-            if not g.params:
-                continue
             g.sync()
+            if g.flat is None:  # nothing trainable in this group
+                continue
             for s in chunks(g.flat):  # cache-sized pieces: the rule's dozen passes stay in cache
                 self.update(g.flat[s], g.grad[s], {n: a[s] for n, a in g.state.items()}, g.hyper)
 
@@ -144,32 +175,39 @@ class Optimizer:
     def to(self, device: str) -> Optimizer:
         """Move the flat buffers (parameters, grads, state) to `device`."""
         for g in self.param_groups:
-            g.build(g.state, device)
+            g.build(g.param_state(), device)
         return self
 
     # ---- saving and loading ------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """{"state": {index: {name: array}}, "param_groups": [{hyper..., "params": [index, ...]}], "step": n}
-        with parameters numbered across groups, as in PyTorch; arrays are copies on the state's device."""
+        with parameters numbered across groups, as in PyTorch; state only for trainable parameters;
+        arrays are copies on the state's device."""
         state, groups, i = {}, [], 0
         for g in self.param_groups:
             idx = list(range(i, i + len(g.params)))
             i += len(g.params)
             groups.append({**g.hyper, "params": idx})
-            for n in g.state_names:
-                for j, view in zip(idx, g.views(g.state[n])):
-                    state.setdefault(j, {})[n] = view.copy()
+            pstate = g.param_state()
+            for j, p in zip(idx, g.params):
+                if pstate.get(id(p)):
+                    state[j] = {n: a.copy() for n, a in pstate[id(p)].items()}
         return {"state": state, "param_groups": groups, "step": self.step_count}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Load hyperparameters and state; a trainable parameter without saved state starts at zero,
+        saved state of a parameter that is frozen here is ignored."""
         if len(sd["param_groups"]) != len(self.param_groups):
             raise ValueError(f"optimizer state has {len(sd['param_groups'])} parameter groups, this optimizer {len(self.param_groups)}")
         for g, saved in zip(self.param_groups, sd["param_groups"]):
             if len(saved["params"]) != len(g.params):
                 raise ValueError(f"optimizer state group has {len(saved['params'])} parameters, this one {len(g.params)}")
+        for g, saved in zip(self.param_groups, sd["param_groups"]):
             g.hyper.update({k: v for k, v in saved.items() if k != "params"})
-            for n in g.state_names:
-                for j, view, p in zip(saved["params"], g.views(g.state[n]), g.params):
+            g.follow_requires_grad()
+            pstate = g.param_state()
+            for j, p in zip(saved["params"], g.params):
+                for n, view in pstate.get(id(p), {}).items():
                     arr = sd["state"].get(j, sd["state"].get(str(j), {})).get(n)
                     if arr is None:
                         view[...] = 0
