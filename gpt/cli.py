@@ -132,6 +132,8 @@ def cmd_train(args: dict[str, Any]) -> None:
     n_sample = args.pop("sample_tokens")
     cfg = make_train_config(args)
     result = train(cfg)
+    if result["rank"] != 0:  # under mpiexec, rank 0 alone prints
+        return
     print(json.dumps({"iter": result["iter"], **{f"{k}_loss": v for k, v in result["losses"].items()},
                       "best_val": result["best_val"], "train_seconds": round(result["train_seconds"], 1)}))
     if n_sample:

@@ -83,7 +83,8 @@ def default_corpus() -> str:
 class Batches:
     """Train/val token arrays and a seeded sampler of (x, y) batches."""
 
-    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int, val_fraction: float = 0.1):
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int, val_fraction: float = 0.1,
+                 rank: int = 0, world_size: int = 1):
         n = len(tokens)
         n_val = int(n * val_fraction)
         need = block_size + 1  # one window of block_size + 1 tokens
@@ -95,11 +96,14 @@ class Batches:
         self.train, self.val = tokens[: n - n_val], tokens[n - n_val :]
         self.block_size, self.batch_size = block_size, batch_size
         self.rng = np.random.default_rng(seed)
+        self.rank, self.world_size = rank, world_size  # data parallel: each of world_size ranks keeps its share
 
     def sample(self, split: str, device: str, rng: np.random.Generator | None = None) -> tuple[Tensor, Tensor]:
         data = self.train if split == "train" else self.val
         rng = rng or self.rng
-        starts = rng.integers(0, len(data) - self.block_size, size=self.batch_size)  # (B,): the last window ends at the split's end
+        B, K, r = self.batch_size, self.world_size, self.rank
+        starts = rng.integers(0, len(data) - self.block_size, size=K * B)  # the last window ends at the split's end
+        starts = starts[r * B : (r + 1) * B]  # (B,): this rank's slice of the global batch (all of it when K = 1)
         windows = np.stack([data[s : s + self.block_size + 1] for s in starts]).astype(np.int64)  # (B, T+1)
         x = minigrad.tensor(windows[:, :-1], device=device)  # (B, T)
         y = minigrad.tensor(windows[:, 1:], device=device)  # (B, T)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from gpt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gpt.data import Batches, default_corpus, read_text
 from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, encode_array, tokenizer_from_dict
+from minigrad import distributed
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import warmup_cosine
 
@@ -41,7 +43,7 @@ class TrainConfig:
     device: str = "cpu"  # "cpu" (NumPy) or "cuda" (CuPy)
     dtype: str = "float32"  # "float32" or "float64"
     seed: int = 1337  # seeds init, data order, dropout and evaluation batches
-    batch_size: int = 12  # sequences per micro-batch
+    batch_size: int = 12  # sequences per micro-batch (per process under mpiexec)
     grad_accum: int = 1  # micro-batches per optimizer step
     max_iters: int = 2000  # optimizer steps
     learning_rate: float = 1e-3  # peak lr, reached after warmup
@@ -90,9 +92,11 @@ def build_tokenizer(cfg: TrainConfig, text: str) -> Tokenizer:
     return BPETokenizer.train(text, cfg.bpe_vocab_size)
 
 
-def evaluate(model: GPT, batches: Batches, cfg: TrainConfig, it: int) -> dict[str, float]:
+def evaluate(model: GPT, batches: Batches, cfg: TrainConfig, it: int,
+             comm: distributed.Communicator | None = None) -> dict[str, float]:
     """Mean loss over eval_iters batches of each split, drawn from their own generator
-    (seeded by the iteration) so evaluation never shifts the training data order."""
+    (seeded by the iteration) so evaluation never shifts the training data order.
+    Under mpiexec each rank evaluates its slice of every batch and the ranks average."""
     model.eval()
     out = {}
     with minigrad.no_grad():
@@ -101,7 +105,7 @@ def evaluate(model: GPT, batches: Batches, cfg: TrainConfig, it: int) -> dict[st
             losses = [model(*batches.sample(split, cfg.device, rng))[1].item() for _ in range(cfg.eval_iters)]
             out[split] = float(np.mean(losses))
     model.train()
-    return out
+    return dict(zip(out, (comm or distributed.Single()).average(list(out.values()))))
 
 
 def _meta(cfg: TrainConfig, tok: Tokenizer, it: int, best_val: float, batches: Batches) -> dict[str, Any]:
@@ -125,9 +129,12 @@ def check_compatible(meta: dict[str, Any], model_cfg: GPTConfig, where: str) -> 
         raise CheckpointError(f"{where} was written for another model config: " + "; ".join(diffs))
 
 
+@distributed.abort_job_on_error
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train as configured; returns the final losses, iteration count, timing, and the trained
-    model and tokenizer (for sampling right after)."""
+    model and tokenizer (for sampling right after). Under `mpiexec -n K`, K processes train
+    one model together (see minigrad/distributed.py); rank 0 alone prints and writes files."""
+    comm = distributed.communicator(cfg.device)
     minigrad.set_default_dtype(cfg.dtype)
     minigrad.manual_seed(cfg.seed)
     out_dir = Path(cfg.out_dir)
@@ -136,12 +143,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     meta = model_state = optim_state = None
     if cfg.resume:
-        meta, model_state, optim_state = load_checkpoint(ckpt_path)
+        meta, model_state, optim_state = comm.broadcast_object(load_checkpoint(ckpt_path) if comm.rank == 0 else None)
         tok = tokenizer_from_dict(meta["tokenizer"])
     else:
         tok = build_tokenizer(cfg, text)
     cfg = replace(cfg, model=replace(cfg.model, vocab_size=tok.vocab_size))  # the caller's config stays as it was
-    batches = Batches(encode_array(tok, text), cfg.model.block_size, cfg.batch_size, cfg.seed)
+    batches = Batches(encode_array(tok, text), cfg.model.block_size, cfg.batch_size, cfg.seed,
+                      rank=comm.rank, world_size=comm.size)
 
     model = GPT(cfg.model).to(cfg.device)
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
@@ -154,13 +162,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         batches.set_state(meta["data_rng"])
         if meta.get("minigrad_rng") is not None:
             minigrad.backend.set_rng_state(meta["minigrad_rng"])
-    else:
+    elif comm.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
+    distributed.broadcast_parameters(optimizer, comm)
 
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
-    tokens_per_iter = cfg.batch_size * cfg.grad_accum * cfg.model.block_size
-    log = (out_dir / "log.jsonl").open("a" if cfg.resume else "w")
-    bar = tqdm(total=cfg.max_iters, initial=start_iter, disable=None if cfg.progress else True, dynamic_ncols=True)
+    tokens_per_iter = cfg.batch_size * cfg.grad_accum * cfg.model.block_size * comm.size
+    log = (out_dir / "log.jsonl" if comm.rank == 0 else Path(os.devnull)).open("a" if cfg.resume else "w")
+    bar = tqdm(total=cfg.max_iters, initial=start_iter, disable=None if cfg.progress and comm.rank == 0 else True,
+               dynamic_ncols=True)
     losses: dict[str, float] = {}
     t_train, t_start = 0.0, time.perf_counter()
     try:
@@ -170,24 +180,30 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             for g in optimizer.param_groups:
                 g.hyper["lr"] = lr
             if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and not (meta is not None and it == start_iter):
-                losses = evaluate(model, batches, cfg, it)
+                losses = evaluate(model, batches, cfg, it, comm)
                 _write(log, {"iter": it, "train": losses["train"], "val": losses["val"]})
-                bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-                state = (_meta(cfg, tok, it, min(best_val, losses["val"]), batches), model.state_dict(), optimizer.state_dict())
-                if losses["val"] < best_val:
-                    best_val = losses["val"]
-                    save_checkpoint(out_dir / "best.npz", *state)
-                save_checkpoint(ckpt_path, *state)
+                if comm.rank == 0:  # rank 0 alone prints and writes checkpoints
+                    bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                    state = (_meta(cfg, tok, it, min(best_val, losses["val"]), batches), model.state_dict(), optimizer.state_dict())
+                    if losses["val"] < best_val:
+                        save_checkpoint(out_dir / "best.npz", *state)
+                    save_checkpoint(ckpt_path, *state)
+                best_val = min(best_val, losses["val"])
             if it >= cfg.max_iters:
                 break
             t0 = time.perf_counter()
+            if comm.size > 1:  # each rank its own dropout masks, the same ones again after a resume
+                minigrad.manual_seed(distributed.rank_seed(cfg.seed, comm.rank, it))
             loss_sum = 0.0
             for _ in range(cfg.grad_accum):
                 _, loss = model(*batches.sample("train", cfg.device))
                 (loss / cfg.grad_accum).backward()
                 loss_sum += loss.item()
+            t_comm = time.perf_counter()
+            distributed.allreduce_grads(optimizer, comm)  # every rank: the mean gradient of the global batch
+            t_comm = time.perf_counter() - t_comm
             norm = clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # the norm; clipped unless grad_clip is 0
-            train_loss = loss_sum / cfg.grad_accum
+            train_loss = comm.average([loss_sum / cfg.grad_accum])[0]
             if not (math.isfinite(train_loss) and math.isfinite(norm)):
                 raise TrainingDiverged(
                     f"iteration {it}: loss {train_loss}, gradient norm {norm}: stopping; "
@@ -201,13 +217,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_iter / dt:,.0f}")
             if it % cfg.log_interval == 0:
+                comm_ms = {"allreduce_ms": t_comm * 1000} if comm.size > 1 else {}
                 _write(log, {"iter": it, "loss": train_loss, "lr": lr, "grad_norm": norm, "ms": dt * 1000,
-                             "tokens_per_s": tokens_per_iter / dt})
+                             "tokens_per_s": tokens_per_iter / dt, **comm_ms})
     finally:
         bar.close()
         log.close()
     return {"iter": it, "losses": losses, "best_val": best_val, "train_seconds": t_train,
-            "wall_seconds": time.perf_counter() - t_start, "model": model, "tokenizer": tok}
+            "wall_seconds": time.perf_counter() - t_start, "model": model, "tokenizer": tok, "rank": comm.rank}
 
 
 def _write(log: Any, record: dict[str, Any]) -> None:
