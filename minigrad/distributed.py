@@ -221,8 +221,8 @@ def allreduce_grads(optimizer: Any, comm: Communicator) -> None:
     if comm.size == 1:
         return
     for g in optimizer.param_groups:
-        if g.params:
-            g.sync()  # a gradient that backward made afresh goes into the flat buffer first
+        g.sync()  # a gradient that backward made afresh goes into the flat buffer first
+        if g.grad is not None:  # None: the group has no trainable parameter
             comm.allreduce_mean_(g.grad)
 
 
@@ -232,8 +232,8 @@ def broadcast_parameters(optimizer: Any, comm: Communicator) -> None:
     if comm.size == 1:
         return
     for g in optimizer.param_groups:
-        if g.params:
-            g.sync()
+        g.sync()
+        if g.flat is not None:
             for buf in (g.flat, *g.state.values()):
                 comm.broadcast_(buf)
 
