@@ -41,7 +41,7 @@ def save_checkpoint(path: str | Path, meta: dict[str, Any], model_state: dict[st
                 arrays[f"optim/{idx}/{name}"] = _host(arr)
         meta_optim = {"param_groups": _jsonable(optim_state["param_groups"]), "step": optim_state["step"]}
         arrays["optim_meta"] = np.frombuffer(json.dumps(meta_optim).encode("utf-8"), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)  # training removes leftovers
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -51,16 +51,17 @@ def save_checkpoint(path: str | Path, meta: dict[str, Any], model_state: dict[st
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk, a quota: say which file could not be written
+            raise OSError(e.errno, f"could not write checkpoint {str(path)!r} ({e.strerror or e}); "
+                          f"the previous one, if any, is intact") from None
         raise
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any] | None]:
     """(meta, model state, optimizer state or None); CheckpointError if the file is missing or damaged."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    path = _existing(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -89,6 +90,31 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
                 state.setdefault(int(idx), {})[name] = v
         optim = {"state": state, "param_groups": param_groups, "step": step}
     return meta, model, optim
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """Only the JSON header of a checkpoint (the arrays stay on disk)."""
+    path = _existing(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "meta" not in z.files:
+                raise CheckpointError(f"checkpoint {str(path)!r} has no metadata: not a checkpoint written by gpt")
+            raw = z["meta"]
+        return json.loads(raw.tobytes().decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, UnicodeDecodeError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupt ({type(e).__name__}: {e})") from None
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        hint = f" (did you mean {str(path / 'ckpt.npz')!r}?)" if (path / "ckpt.npz").is_file() else ""
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder, not a checkpoint file{hint}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    return path
 
 
 def _host(arr: Any) -> np.ndarray:

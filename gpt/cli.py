@@ -1,9 +1,13 @@
 """The command line: `python -m gpt train | sample | bench | plot`.
 
 Every field of TrainConfig and GPTConfig is a flag (`--n_layer 6`, `--no-progress`);
-`--config FILE` reads the same names from JSON or TOML (flags win over the file,
-the file over the defaults). Errors in the input print one line, not a traceback
-(set MINIGRAD_TRACEBACK=1 to see it).
+`--config FILE` reads the same names from JSON or TOML, at the top level or in
+[train] and [model] sections (flags win over the file, the file over the
+defaults). `--resume` starts from the settings saved in out_dir/ckpt.npz instead
+of the defaults; model, tokenizer and data settings given again must match them.
+Errors in the input print one line, not a traceback (set MINIGRAD_TRACEBACK=1 to
+see it). Ctrl-C or SIGTERM during training saves a checkpoint, prints how to
+resume, and exits with 130 or 143 (128 + the signal's number), as shells do.
 
 Read next: bench.py and plot.py, the tools behind `bench` and `plot`.
 """
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt.model import GPTConfig
-from gpt.train import TrainConfig
+from gpt.train import RUN_FIELDS, TrainConfig, TrainingInterrupted, check_type
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | None": int, "str | None": str, "float | None": float}
 
@@ -42,7 +46,8 @@ def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, title: str, skip
             continue
         typ = _TYPES[str(f.type)]
         default = f.default if f.default is not MISSING else None
-        text = f"{comments.get(f.name, '')} (default: {default})".strip()
+        comment = comments.get(f.name, "")
+        text = comment if "default" in comment else f"{comment} (default: {default})".strip()
         if typ is bool:
             g.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
         else:
@@ -50,30 +55,65 @@ def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, title: str, skip
                            choices=_CHOICES.get(f.name))
 
 
+SECTIONS = {"train": TrainConfig, "model": GPTConfig}
+
+
 def read_config_file(path: str) -> dict[str, Any]:
+    """A JSON or TOML file's settings, flat: top-level keys, and keys in a [train] or [model] section
+    (which must belong to that section). Types are checked per field; errors name the file."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"config file {path!r} does not exist")
-    text = p.read_text(encoding="utf-8")
+        raise ValueError(f"config file {path!r} does not exist" + (" (it is a folder)" if p.is_dir() else ""))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"config file {path!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     if p.suffix == ".toml":
         import tomllib
 
-        d = tomllib.loads(text)
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"config file {path!r} is not valid TOML ({e})") from None
     else:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"config file {path!r} is not valid JSON ({e}); use .toml for TOML") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"config file {path!r} must hold one JSON object, got {type(d).__name__}")
     flat: dict[str, Any] = {}
-    for k, v in d.items():  # a [model] section or top-level model fields are both fine
+    for k, v in d.items():
         if isinstance(v, dict):
-            flat.update(v)
+            if k not in SECTIONS:
+                raise ValueError(f"config file {path!r}: unknown section [{k}] (sections: [train], [model], "
+                                 "or put the keys at the top level)")
+            names = {f.name for f in fields(SECTIONS[k])} - {"model"}
+            items = v.items()
         else:
-            flat[k] = v
+            names, items = None, [(k, v)]
+        for name, value in items:
+            if names is not None and name not in names:
+                raise ValueError(f"config file {path!r}: {name!r} is not a [{k}] setting")
+            if name in flat:
+                raise ValueError(f"config file {path!r}: {name!r} is set twice")
+            flat[name] = value
+    _check_types(flat, f"config file {path!r}")
     return flat
 
 
+FIELD_TYPES = {f.name: str(f.type) for cls in (TrainConfig, GPTConfig) for f in fields(cls) if f.name != "model"}
+FIELD_TYPES["sample_tokens"] = "int"
+
+
+def _check_types(values: dict[str, Any], where: str) -> None:
+    for name, value in values.items():
+        if name in FIELD_TYPES:
+            check_type(where, name, value, FIELD_TYPES[name])
+
+
 def make_train_config(args: dict[str, Any]) -> TrainConfig:
+    """Defaults < the checkpoint's settings (with --resume) < the config file < flags."""
     values = read_config_file(args.pop("config")) if args.get("config") else {}
     args.pop("config", None)
     values.update(args)
@@ -82,8 +122,37 @@ def make_train_config(args: dict[str, Any]) -> TrainConfig:
     unknown = set(values) - model_names - train_names - {"sample_tokens"}
     if unknown:
         raise ValueError(f"unknown config keys: {sorted(unknown)}")
+    if "vocab_size" in values:
+        raise ValueError("vocab_size comes from the tokenizer: leave it out (set bpe_vocab_size for BPE)")
+    if values.get("resume"):
+        values = {**settings_from_checkpoint(values), **values}
     model = GPTConfig(**{k: v for k, v in values.items() if k in model_names})
     return TrainConfig(model=model, **{k: v for k, v in values.items() if k in train_names})
+
+
+def settings_from_checkpoint(given: dict[str, Any]) -> dict[str, Any]:
+    """The settings of the run saved in out_dir/ckpt.npz, as flags' values (nanoGPT resumes from
+    the checkpoint's model args). One error lists every model, tokenizer or data setting given
+    that differs from the checkpoint's."""
+    from gpt.checkpoint import read_meta
+
+    ckpt = Path(given.get("out_dir", TrainConfig.out_dir)) / "ckpt.npz"
+    meta = read_meta(ckpt)
+    saved = {k: v for k, v in meta.get("train_config", {}).items() if k not in ("model", "out_dir", "resume", "progress")}
+    saved.update({k: v for k, v in meta.get("model_config", {}).items() if k != "vocab_size"})
+    locked = {f.name for f in fields(GPTConfig)} | set(RUN_FIELDS)
+    diffs = []
+    for k, v in given.items():
+        if k in locked and k in saved and v != saved[k]:
+            if k == "data" and v and saved[k] and Path(v).resolve() == Path(saved[k]).resolve():
+                continue
+            if k == "bpe_vocab_size" and saved.get("tokenizer") != "bpe":
+                continue
+            diffs.append(f"--{k} {v} (the checkpoint's: {saved[k]})")
+    if diffs:
+        raise ValueError(f"--resume continues the run in {ckpt} with its own model, tokenizer and data, but "
+                         + ", ".join(diffs) + " differ: leave them out, or train into another --out_dir")
+    return saved
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,14 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--ckpt", default="out/ckpt.npz", help="checkpoint file (default: out/ckpt.npz)")
-    s.add_argument("--prompt", default="\n", help="prompt text")
+    s.add_argument("--prompt", default=None, help="prompt text (default: a newline)")
     s.add_argument("--prompt_file", help="read the prompt from this file instead")
-    s.add_argument("--max_new_tokens", type=int, default=500)
-    s.add_argument("--temperature", type=float, default=0.8)
-    s.add_argument("--top_k", type=int, default=None)
-    s.add_argument("--top_p", type=float, default=None)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--max_new_tokens", type=int, default=500, help="tokens to generate, printed as they come (default: 500)")
+    s.add_argument("--temperature", type=float, default=0.8,
+                   help="divides the logits: < 1 sharper, > 1 flatter, 0 always the likeliest token (default: 0.8)")
+    s.add_argument("--top_k", type=int, default=None, help="draw only from the k likeliest tokens")
+    s.add_argument("--top_p", type=float, default=None, help="draw only from the likeliest tokens whose mass reaches p")
+    s.add_argument("--seed", type=int, default=0, help="seed of the sampler (default: 0)")
+    s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     s.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True, help="use the KV cache")
 
     b = sub.add_parser("bench", help="time training steps (and sampling), optionally against PyTorch")
@@ -126,11 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: dict[str, Any]) -> None:
-    from gpt.sample import generate
+    from gpt.sample import default_prompt, print_stream, stream
     from gpt.train import train
 
-    n_sample = args.pop("sample_tokens")
+    n_sample = args.pop("sample_tokens", 300)
     cfg = make_train_config(args)
+    if n_sample < 0:
+        raise ValueError(f"--sample_tokens must be >= 0, got {n_sample}")
     result = train(cfg)
     if result["rank"] != 0:  # under mpiexec, rank 0 alone prints
         return
@@ -138,21 +210,40 @@ def cmd_train(args: dict[str, Any]) -> None:
                       "best_val": result["best_val"], "train_seconds": round(result["train_seconds"], 1)}))
     if n_sample:
         tok = result["tokenizer"]
-        ids = generate(result["model"], tok.encode("\n"), n_sample, temperature=0.8, seed=cfg.seed)
         print("---- sample ----")
-        print(tok.decode(ids[1:]))
+        print_stream(tok, stream(result["model"], default_prompt(tok), n_sample, temperature=0.8, seed=cfg.seed), sys.stdout)
+        print()
 
 
 def cmd_sample(args: dict[str, Any]) -> None:
-    from gpt.sample import generate
+    from gpt.sample import default_prompt, print_stream, stream
     from gpt.train import load_model
 
     model, tok, _ = load_model(args["ckpt"], args["device"])
-    prompt = Path(args["prompt_file"]).read_text(encoding="utf-8") if args["prompt_file"] else args["prompt"]
-    ids = tok.encode(prompt)
-    out = generate(model, ids, args["max_new_tokens"], args["temperature"], args["top_k"], args["top_p"],
-                   args["seed"], use_cache=args["cache"])
-    print(tok.decode(out))
+    if args["prompt_file"]:
+        prompt = read_prompt_file(args["prompt_file"])
+    elif args["prompt"] is None:
+        prompt = None
+    else:
+        prompt = args["prompt"]
+    ids = default_prompt(tok) if prompt is None else tok.encode(prompt)
+    new = stream(model, ids, args["max_new_tokens"], args["temperature"], args["top_k"], args["top_p"],
+                 args["seed"], use_cache=args["cache"])
+    sys.stdout.write(tok.decode(ids))
+    print_stream(tok, new, sys.stdout)
+    print()
+
+
+def read_prompt_file(path: str) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"prompt file {path!r} does not exist")
+    if not p.is_file():
+        raise ValueError(f"prompt file {path!r} is not a file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"prompt file {path!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def cmd_bench(args: dict[str, Any]) -> None:
@@ -179,9 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     command = args.pop("command")
     try:
         {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench, "plot": cmd_plot}[command](args)
+    except TrainingInterrupted as e:  # saved: say where it stopped and how to go on
+        print(e, file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:  # before training began, or a second Ctrl-C: nothing more was saved
+        print("interrupted: stopped at once, nothing more saved", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, IndexError, KeyError, RuntimeError, OSError) as e:
         if os.environ.get("MINIGRAD_TRACEBACK"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e  # a KeyError's str() is its repr
+        print(f"error: {message}", file=sys.stderr)
         return 1
     return 0

@@ -13,11 +13,15 @@ and re-encoding them once the cache is full (positions are absolute, so a
 cache cannot slide), which keeps the cost per token low. Both give the same
 tokens as long as prompt + generated tokens fit in block_size.
 
+`stream` yields each token as it is drawn (the CLI prints text as it comes);
+`generate` collects them.
+
 Read next: cli.py.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -60,18 +64,45 @@ def generate(
     use_cache: bool = True,
 ) -> list[int]:
     """prompt ids -> prompt + max_new_tokens sampled ids."""
+    new = stream(model, prompt, max_new_tokens, temperature, top_k, top_p, seed, use_cache)
+    return [int(t) for t in prompt] + list(new)
+
+
+def stream(
+    model: GPT,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> Iterator[int]:
+    """Yield max_new_tokens sampled ids, one at a time, after the prompt's. Arguments are checked
+    at the call, before the first token."""
     cfg = model.config
     if not prompt:
         raise ValueError("generate: the prompt must hold at least one token")
     bad = [t for t in prompt if not 0 <= int(t) < cfg.vocab_size]
     if bad:
         raise ValueError(f"generate: prompt token id {bad[0]} is out of range for vocab_size {cfg.vocab_size}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"generate: max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"generate: temperature must be >= 0 (0: always the likeliest token), got {temperature}")
     if top_k is not None and top_k <= 0:
         raise ValueError(f"generate: top_k must be positive, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"generate: seed must be a non-negative integer, got {seed}")
+    return _stream(model, [int(t) for t in prompt], max_new_tokens, temperature, top_k, top_p, seed, use_cache)
+
+
+def _stream(model: GPT, tokens: list[int], max_new_tokens: int, temperature: float, top_k: int | None,
+            top_p: float | None, seed: int | None, use_cache: bool) -> Iterator[int]:
+    cfg = model.config
     rng = np.random.default_rng(seed)
-    tokens = [int(t) for t in prompt]
     was_training = model.training
     model.eval()
     cache: list[dict[str, Any]] | None = None
@@ -88,6 +119,29 @@ def generate(
                     logits, _ = model([tokens[-1:]], cache=cache)  # one new position
                 p = next_token_probs(logits.numpy()[0, -1], temperature, top_k, top_p)
                 tokens.append(int(rng.choice(len(p), p=p)))
+                yield tokens[-1]
     finally:
         model.train(was_training)
-    return tokens
+
+
+def default_prompt(tok: Any) -> list[int]:
+    """A newline, the usual start of a sample; a text with no newline has none, so its first token."""
+    try:
+        return tok.encode("\n")
+    except ValueError:
+        return [0]
+
+
+def print_stream(tok: Any, ids: Iterator[int], file: Any) -> None:
+    """Print the text of ids as they come. A byte-level token may end inside a character: such
+    tokens wait for the ones that complete it."""
+    pending: list[int] = []
+    for i in ids:
+        pending.append(i)
+        text = tok.decode(pending)
+        if not text.endswith("\ufffd") or len(pending) > 8:  # a UTF-8 character has at most 4 bytes
+            file.write(text)
+            file.flush()
+            pending = []
+    if pending:
+        file.write(tok.decode(pending))

@@ -84,14 +84,18 @@ class BPETokenizer:
         self._cache: dict[str, list[int]] = {}
 
     @classmethod
-    def train(cls, text: str, vocab_size: int, verbose: bool = False) -> BPETokenizer:
-        """Learn vocab_size - 256 merges from `text`, most frequent pair first (ties: smallest pair)."""
+    def train(cls, text: str, vocab_size: int, verbose: bool = False, progress: bool = False) -> BPETokenizer:
+        """Learn vocab_size - 256 merges from `text`, most frequent pair first (ties: smallest pair).
+        progress: a tqdm bar of merges (on a terminal)."""
         if vocab_size < 256:
             raise ValueError(f"BPE vocab_size must be at least 256 (the byte values), got {vocab_size}")
+        from tqdm import tqdm
+
         words = Counter(_CHUNK.findall(text))
         seqs = [(list(w.encode("utf-8")), n) for w, n in words.items()]
         merges: list[tuple[int, int]] = []
-        for new in range(256, vocab_size):
+        bar = tqdm(range(256, vocab_size), desc="BPE merges", disable=None if progress else True, dynamic_ncols=True)
+        for new in bar:
             counts: Counter[tuple[int, int]] = Counter()
             for ids, n in seqs:
                 for pair in zip(ids, ids[1:]):
@@ -103,6 +107,7 @@ class BPETokenizer:
             seqs = [(_merge(ids, best, new), n) for ids, n in seqs]
             if verbose:
                 print(f"merge {new - 255}: {best} -> {new} ({counts[best]} times)")
+        bar.close()
         return cls(merges)
 
     @property
@@ -141,6 +146,12 @@ class BPETokenizer:
 
 
 Tokenizer = CharTokenizer | BPETokenizer
+
+
+def bpe_max_vocab_size(text: str) -> int:
+    """An upper bound on the vocabulary BPE can learn from text: 256 bytes plus one merge per
+    adjacent pair of bytes within each distinct chunk (merges never cross chunks)."""
+    return 256 + sum(max(0, len(w.encode("utf-8")) - 1) for w in set(_CHUNK.findall(text)))
 
 
 def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:

@@ -1,4 +1,4 @@
-"""Training: nanoGPT's loop on minigrad, with exact resume and crash-safe checkpoints.
+"""Training: nanoGPT's loop on minigrad, with exact resume, crash-safe checkpoints and a save on Ctrl-C.
 
 Each iteration: set the learning rate (linear warmup, cosine decay to min_lr),
 run grad_accum micro-batches forward and backward, clip the global gradient
@@ -9,6 +9,13 @@ configs, the iteration, the RNG states and the tokenizer, so `resume=True`
 continues bit for bit on the CPU (on a GPU, dropout's generator restarts from the seed). A non-finite loss or gradient norm stops the run before
 the optimizer step, naming the iteration; the last good checkpoint stays.
 
+One run per folder: out_dir/train.lock holds the pid of the run training there,
+so a second run in the same folder fails at once (a lock left by a killed run is
+replaced). SIGINT (Ctrl-C) or SIGTERM lets the current step finish, saves
+ckpt.npz and raises TrainingInterrupted, whose message says where training
+stopped and how to resume; a second signal stops at once, saving nothing.
+Resuming drops the lines log.jsonl holds past the checkpoint's iteration.
+
 Read next: sample.py.
 """
 from __future__ import annotations
@@ -16,8 +23,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +38,7 @@ import minigrad
 from gpt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gpt.data import Batches, default_corpus, read_text
 from gpt.model import GPT, GPTConfig
-from gpt.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, encode_array, tokenizer_from_dict
+from gpt.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, bpe_max_vocab_size, encode_array, tokenizer_from_dict
 from minigrad import distributed
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import warmup_cosine
@@ -39,29 +49,30 @@ class TrainConfig:
     data: str | None = None  # UTF-8 text file; None: the default corpus (Shakespeare's plays)
     tokenizer: str = "char"  # "char" or "bpe"
     bpe_vocab_size: int = 512  # vocabulary size when tokenizer is "bpe"
-    out_dir: str = "out"  # checkpoints and log.jsonl go here
+    out_dir: str = "out"  # checkpoints and log.jsonl go here (one run at a time per folder)
     device: str = "cpu"  # "cpu" (NumPy) or "cuda" (CuPy)
     dtype: str = "float32"  # "float32" or "float64"
-    seed: int = 1337  # seeds init, data order, dropout and evaluation batches
+    seed: int = 1337  # seeds init, data order, dropout and evaluation batches (>= 0)
     batch_size: int = 12  # sequences per micro-batch (per process under mpiexec)
     grad_accum: int = 1  # micro-batches per optimizer step
     max_iters: int = 2000  # optimizer steps
     learning_rate: float = 1e-3  # peak lr, reached after warmup
     min_lr: float = 1e-4  # lr at the end of the cosine decay
     warmup_iters: int = 100  # linear warmup steps
-    lr_decay_iters: int | None = None  # end of the cosine decay (default: max_iters)
+    lr_decay_iters: int | None = None  # end of the cosine decay, >= warmup_iters (default: max_iters)
     weight_decay: float = 0.1  # AdamW's, on >= 2-D weights only
-    beta1: float = 0.9
-    beta2: float = 0.99
+    beta1: float = 0.9  # AdamW's decay rate of the gradient's running mean, in [0, 1)
+    beta2: float = 0.99  # AdamW's decay rate of the squared gradient's running mean, in [0, 1)
     grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
     eval_interval: int = 250  # evaluate and checkpoint every this many steps
     eval_iters: int = 20  # batches per split in each evaluation
     log_interval: int = 10  # write a training-loss line to log.jsonl this often
-    resume: bool = False  # continue from out_dir/ckpt.npz
+    resume: bool = False  # continue from out_dir/ckpt.npz (the CLI takes the run's settings from it)
     progress: bool = True  # show a tqdm progress bar (when writing to a terminal)
     model: GPTConfig = field(default_factory=GPTConfig)  # the architecture (vocab_size comes from the tokenizer)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         positive = ("batch_size", "grad_accum", "max_iters", "eval_interval", "eval_iters", "log_interval", "bpe_vocab_size")
         for name in positive:
             v = getattr(self, name)
@@ -80,16 +91,158 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"TrainConfig: dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.seed < 0:
+            raise ValueError(f"TrainConfig: seed must be a non-negative integer, got {self.seed}")
+        if self.lr_decay_iters is not None and (self.lr_decay_iters <= 0 or self.lr_decay_iters < self.warmup_iters):
+            raise ValueError(f"TrainConfig: lr_decay_iters must be positive and >= warmup_iters ({self.warmup_iters}), "
+                             f"got {self.lr_decay_iters}")
+        if not self.out_dir.strip():
+            raise ValueError("TrainConfig: out_dir is empty (use '.' for the current folder)")
+        if not all(math.isfinite(getattr(self, k)) for k in ("learning_rate", "min_lr", "weight_decay", "grad_clip")):
+            raise ValueError("TrainConfig: learning_rate, min_lr, weight_decay and grad_clip must be finite")
+
+
+_ACCEPTS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def check_field_types(config: Any) -> None:
+    """Raise TypeError naming the first field of a config dataclass whose value has the wrong type."""
+    for f in fields(config):
+        check_type(type(config).__name__, f.name, getattr(config, f.name), str(f.type))
+
+
+def check_type(where: str, name: str, value: Any, typ: str) -> None:
+    """TypeError unless value fits the annotation typ ("int", "float | None"...): a string where a
+    number goes, or a bool where an int goes, are a config file's usual slips."""
+    base, optional = typ.removesuffix(" | None"), typ.endswith(" | None")
+    if base not in _ACCEPTS or (value is None and optional):
+        return
+    if not isinstance(value, _ACCEPTS[base]) or (isinstance(value, bool) and base != "bool"):
+        want = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}[base]
+        raise TypeError(f"{where}: {name} must be {want}{' or null' if optional else ''}, "
+                        f"got {value!r} ({type(value).__name__})")
 
 
 class TrainingDiverged(RuntimeError):
     pass
 
 
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped training after ckpt.npz was saved; the message says how to resume."""
+
+    def __init__(self, message: str, signum: int, it: int) -> None:
+        super().__init__(message)
+        self.signum, self.iter = signum, it
+
+
+class RunInUse(RuntimeError):
+    pass
+
+
+def acquire_lock(out_dir: Path) -> Path:
+    """Create out_dir/train.lock holding our pid; fail if a live process holds it. A lock whose
+    process is gone (a killed run's) is replaced."""
+    path = out_dir / "train.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)  # atomic: one process wins
+        except FileExistsError:
+            pid = _lock_owner(path)
+            if pid is not None and _alive(pid):
+                raise RunInUse(f"{str(out_dir)!r} is in use by another training run (pid {pid}, see {path}): "
+                               "wait for it to finish, stop it, or pass another --out_dir") from None
+            path.unlink(missing_ok=True)  # stale: its run was killed before it could remove it
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return path
+    raise RunInUse(f"{str(out_dir)!r}: another run took {path} first")
+
+
+def _lock_owner(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, belongs to someone else
+    return True
+
+
+def remove_leftover_temporaries(out_dir: Path) -> list[Path]:
+    """Delete the half-written files of saves that a killed run left behind (ckpt.npz.XXXX.tmp)."""
+    left = [p for name in ("ckpt.npz", "best.npz", "log.jsonl") for p in out_dir.glob(f"{name}.*.tmp")]
+    for p in left:
+        p.unlink(missing_ok=True)
+    return left
+
+
+def truncate_log(path: Path, last_iter: int) -> None:
+    """Keep only log.jsonl's records up to last_iter: a run killed after its last checkpoint logged
+    iterations that the resumed run will log again."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["iter"] <= last_iter:
+                keep.append(line + "\n")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut short by the kill
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text("".join(keep), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class StopOnSignal:
+    """While active, SIGINT and SIGTERM only set `signum`: training stops at the next step boundary.
+    The previous handlers come back at the first signal, so a second one acts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
+            for s in self.SIGNALS:
+                if signal.getsignal(s) is not signal.SIG_IGN:  # leave ignored signals ignored (nohup, &)
+                    self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
+
+
+def resume_command(out_dir: str | Path) -> str:
+    return f"python -m gpt train --out_dir {shlex.quote(str(out_dir))} --resume"
+
+
 def build_tokenizer(cfg: TrainConfig, text: str) -> Tokenizer:
     if cfg.tokenizer == "char":
         return CharTokenizer.train(text)
-    return BPETokenizer.train(text, cfg.bpe_vocab_size)
+    most = bpe_max_vocab_size(text)
+    if cfg.bpe_vocab_size > most:
+        raise ValueError(f"bpe_vocab_size {cfg.bpe_vocab_size} is more than this text can give: its "
+                         f"{len(text.encode('utf-8')):,} bytes allow at most {most:,} BPE tokens")
+    return BPETokenizer.train(text, cfg.bpe_vocab_size, progress=cfg.progress)
 
 
 def evaluate(model: GPT, batches: Batches, cfg: TrainConfig, it: int,
@@ -121,32 +274,82 @@ def _meta(cfg: TrainConfig, tok: Tokenizer, it: int, best_val: float, batches: B
     }
 
 
-def check_compatible(meta: dict[str, Any], model_cfg: GPTConfig, where: str) -> None:
-    """Raise CheckpointError naming every field where the checkpoint's model config differs."""
-    saved = meta.get("model_config", {})
-    diffs = [f"{k}: {saved.get(k)!r} in the checkpoint, {v!r} here" for k, v in asdict(model_cfg).items() if saved.get(k) != v]
-    if diffs:
-        raise CheckpointError(f"{where} was written for another model config: " + "; ".join(diffs))
+RUN_FIELDS = ("tokenizer", "bpe_vocab_size", "data", "dtype")  # with the model's: what a resumed run cannot change
+
+
+def resume_differences(meta: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Every model, tokenizer and data setting where cfg differs from the checkpoint's run."""
+    saved_model, saved_run = meta.get("model_config", {}), meta.get("train_config", {})
+    mine = asdict(cfg.model)
+    mine.pop("vocab_size")  # the tokenizer's, so the checkpoint's
+    diffs = [(k, saved_model.get(k), v) for k, v in mine.items() if saved_model.get(k) != v]
+    for k in RUN_FIELDS:
+        if k == "bpe_vocab_size" and cfg.tokenizer != "bpe":
+            continue
+        a, b = saved_run.get(k), getattr(cfg, k)
+        if k == "data" and a is not None and b is not None and Path(a).resolve() == Path(b).resolve():
+            continue
+        if a != b:
+            diffs.append((k, a, b))
+    return [f"{k}: {a!r} in the checkpoint, {b!r} here" for k, a, b in diffs]
+
+
+def check_model_state(state: dict[str, np.ndarray], where: str) -> None:
+    """The weights a checkpoint holds must be floating point, and tied weights (wte and lm_head)
+    one array: loading two different ones would let one silently win."""
+    for name, arr in state.items():
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise CheckpointError(f"{where}: weight {name!r} has dtype {arr.dtype}; weights must be floating point")
+    a, b = state.get("transformer.wte.weight"), state.get("lm_head.weight")
+    if a is not None and b is not None and (a.shape != b.shape or not np.array_equal(a, b)):
+        raise CheckpointError(f"{where}: transformer.wte.weight and lm_head.weight differ, but the model ties them "
+                              "(one array): the checkpoint is damaged or was written for another model")
 
 
 @distributed.abort_job_on_error
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train as configured; returns the final losses, iteration count, timing, and the trained
-    model and tokenizer (for sampling right after). Under `mpiexec -n K`, K processes train
-    one model together (see minigrad/distributed.py); rank 0 alone prints and writes files."""
+    model and tokenizer (for sampling right after). Raises TrainingInterrupted on SIGINT/SIGTERM.
+    Under `mpiexec -n K`, K processes train one model together (see minigrad/distributed.py);
+    rank 0 alone prints and writes files."""
     comm = distributed.communicator(cfg.device)
     minigrad.set_default_dtype(cfg.dtype)
     minigrad.manual_seed(cfg.seed)
     out_dir = Path(cfg.out_dir)
     ckpt_path = out_dir / "ckpt.npz"
-    text = read_text(cfg.data) if cfg.data else default_corpus()
 
     meta = model_state = optim_state = None
     if cfg.resume:
         meta, model_state, optim_state = comm.broadcast_object(load_checkpoint(ckpt_path) if comm.rank == 0 else None)
-        tok = tokenizer_from_dict(meta["tokenizer"])
-    else:
-        tok = build_tokenizer(cfg, text)
+        diffs = resume_differences(meta, cfg)
+        if diffs:
+            raise CheckpointError(f"{ckpt_path} was written for another run: " + "; ".join(diffs)
+                                  + " (resume with the checkpoint's settings, or train into another out_dir)")
+        if cfg.max_iters <= meta["iter"]:
+            raise CheckpointError(f"{ckpt_path} is at iteration {meta['iter']} and max_iters is {cfg.max_iters}: "
+                                  f"nothing to train (pass a max_iters above {meta['iter']} to train further)")
+        check_model_state(model_state, str(ckpt_path))
+    lock = None
+    if comm.rank == 0:  # rank 0 alone writes files
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = acquire_lock(out_dir)
+    try:
+        if comm.rank == 0:
+            for p in remove_leftover_temporaries(out_dir):
+                print(f"removed {p}, left half-written by a run that was killed while saving")
+        text = read_text(cfg.data) if cfg.data else default_corpus()
+        tok = tokenizer_from_dict(meta["tokenizer"]) if meta is not None else build_tokenizer(cfg, text)
+        return _train(cfg, text, tok, meta, model_state, optim_state, comm)
+    finally:
+        if lock is not None:
+            lock.unlink(missing_ok=True)
+
+
+def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | None,
+           model_state: dict[str, np.ndarray] | None, optim_state: dict[str, Any] | None,
+           comm: distributed.Communicator) -> dict[str, Any]:
+    out_dir = Path(cfg.out_dir)
+    ckpt_path = out_dir / "ckpt.npz"
     cfg = replace(cfg, model=replace(cfg.model, vocab_size=tok.vocab_size))  # the caller's config stays as it was
     batches = Batches(encode_array(tok, text), cfg.model.block_size, cfg.batch_size, cfg.seed,
                       rank=comm.rank, world_size=comm.size)
@@ -155,71 +358,86 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
     start_iter, best_val = 0, math.inf
     if meta is not None:
-        check_compatible(meta, cfg.model, str(ckpt_path))
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optim_state)
         start_iter, best_val = int(meta["iter"]), float(meta["best_val"])
         batches.set_state(meta["data_rng"])
         if meta.get("minigrad_rng") is not None:
             minigrad.backend.set_rng_state(meta["minigrad_rng"])
-    elif comm.rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if comm.rank == 0:
+            truncate_log(out_dir / "log.jsonl", start_iter)
+            print(f"resuming from iteration {start_iter} of {ckpt_path} (best val loss {best_val:.4f}), "
+                  f"training to {cfg.max_iters}", flush=True)
     distributed.broadcast_parameters(optimizer, comm)
 
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
     tokens_per_iter = cfg.batch_size * cfg.grad_accum * cfg.model.block_size * comm.size
-    log = (out_dir / "log.jsonl" if comm.rank == 0 else Path(os.devnull)).open("a" if cfg.resume else "w")
+    log = (out_dir / "log.jsonl" if comm.rank == 0 else Path(os.devnull)).open("a" if meta is not None else "w")
     bar = tqdm(total=cfg.max_iters, initial=start_iter, disable=None if cfg.progress and comm.rank == 0 else True,
                dynamic_ncols=True)
     losses: dict[str, float] = {}
     t_train, t_start = 0.0, time.perf_counter()
+    saved_at = start_iter if meta is not None else -1  # the iteration ckpt.npz holds
+    stopping = False  # a signal came; under mpiexec, to any rank (the ranks vote at every step)
     try:
-        it = start_iter
-        while True:
-            lr = warmup_cosine(it, cfg.learning_rate, cfg.warmup_iters, decay_iters, cfg.min_lr)
-            for g in optimizer.param_groups:
-                g.hyper["lr"] = lr
-            if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and not (meta is not None and it == start_iter):
-                losses = evaluate(model, batches, cfg, it, comm)
-                _write(log, {"iter": it, "train": losses["train"], "val": losses["val"]})
-                if comm.rank == 0:  # rank 0 alone prints and writes checkpoints
-                    bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-                    state = (_meta(cfg, tok, it, min(best_val, losses["val"]), batches), model.state_dict(), optimizer.state_dict())
-                    if losses["val"] < best_val:
-                        save_checkpoint(out_dir / "best.npz", *state)
-                    save_checkpoint(ckpt_path, *state)
-                best_val = min(best_val, losses["val"])
-            if it >= cfg.max_iters:
-                break
-            t0 = time.perf_counter()
-            if comm.size > 1:  # each rank its own dropout masks, the same ones again after a resume
-                minigrad.manual_seed(distributed.rank_seed(cfg.seed, comm.rank, it))
-            loss_sum = 0.0
-            for _ in range(cfg.grad_accum):
-                _, loss = model(*batches.sample("train", cfg.device))
-                (loss / cfg.grad_accum).backward()
-                loss_sum += loss.item()
-            t_comm = time.perf_counter()
-            distributed.allreduce_grads(optimizer, comm)  # every rank: the mean gradient of the global batch
-            t_comm = time.perf_counter() - t_comm
-            norm = clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # the norm; clipped unless grad_clip is 0
-            train_loss = comm.average([loss_sum / cfg.grad_accum])[0]
-            if not (math.isfinite(train_loss) and math.isfinite(norm)):
-                raise TrainingDiverged(
-                    f"iteration {it}: loss {train_loss}, gradient norm {norm}: stopping; "
-                    f"the last good checkpoint is {ckpt_path} (try a lower learning_rate)"
-                )
-            optimizer.step()
-            optimizer.zero_grad()
-            dt = time.perf_counter() - t0
-            t_train += dt
-            it += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_iter / dt:,.0f}")
-            if it % cfg.log_interval == 0:
-                comm_ms = {"allreduce_ms": t_comm * 1000} if comm.size > 1 else {}
-                _write(log, {"iter": it, "loss": train_loss, "lr": lr, "grad_norm": norm, "ms": dt * 1000,
-                             "tokens_per_s": tokens_per_iter / dt, **comm_ms})
+        with StopOnSignal() as stop:
+            it = start_iter
+            while True:
+                lr = warmup_cosine(it, cfg.learning_rate, cfg.warmup_iters, decay_iters, cfg.min_lr)
+                for g in optimizer.param_groups:
+                    g.hyper["lr"] = lr
+                if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and it != saved_at:
+                    losses = evaluate(model, batches, cfg, it, comm)
+                    _write(log, {"iter": it, "train": losses["train"], "val": losses["val"]})
+                    if comm.rank == 0:  # rank 0 alone prints and writes checkpoints
+                        bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                        state = (_meta(cfg, tok, it, min(best_val, losses["val"]), batches), model.state_dict(), optimizer.state_dict())
+                        if losses["val"] < best_val:
+                            save_checkpoint(out_dir / "best.npz", *state)
+                        save_checkpoint(ckpt_path, *state)
+                    best_val = min(best_val, losses["val"])
+                    saved_at = it
+                if it >= cfg.max_iters:
+                    break
+                if stopping or (comm.size == 1 and stop.signum is not None):  # Ctrl-C or SIGTERM: save, stop
+                    if saved_at != it and comm.rank == 0:
+                        save_checkpoint(ckpt_path, _meta(cfg, tok, it, best_val, batches), model.state_dict(),
+                                        optimizer.state_dict())
+                    signum = stop.signum or signal.SIGTERM
+                    raise TrainingInterrupted(f"{signal.Signals(signum).name}: stopped at iteration {it} of "
+                                              f"{cfg.max_iters}, saved {ckpt_path}; resume with: {resume_command(out_dir)}",
+                                              signum, it)
+                t0 = time.perf_counter()
+                if comm.size > 1:  # each rank its own dropout masks, the same ones again after a resume
+                    minigrad.manual_seed(distributed.rank_seed(cfg.seed, comm.rank, it))
+                loss_sum = 0.0
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard below reports it
+                    for _ in range(cfg.grad_accum):
+                        _, loss = model(*batches.sample("train", cfg.device))
+                        (loss / cfg.grad_accum).backward()
+                        loss_sum += loss.item()
+                    t_comm = time.perf_counter()
+                    distributed.allreduce_grads(optimizer, comm)  # every rank: the mean gradient of the global batch
+                    t_comm = time.perf_counter() - t_comm
+                    norm = clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # the norm; clipped unless grad_clip is 0
+                train_loss, signalled = comm.average([loss_sum / cfg.grad_accum, float(stop.signum is not None)])
+                stopping = signalled > 0
+                if not (math.isfinite(train_loss) and math.isfinite(norm)):
+                    raise TrainingDiverged(
+                        f"iteration {it}: loss {train_loss}, gradient norm {norm}: stopping; "
+                        f"the last good checkpoint is {ckpt_path} (try a lower learning_rate)"
+                    )
+                optimizer.step()
+                optimizer.zero_grad()
+                dt = time.perf_counter() - t0
+                t_train += dt
+                it += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_iter / dt:,.0f}")
+                if it % cfg.log_interval == 0:
+                    comm_ms = {"allreduce_ms": t_comm * 1000} if comm.size > 1 else {}
+                    _write(log, {"iter": it, "loss": train_loss, "lr": lr, "grad_norm": norm, "ms": dt * 1000,
+                                 "tokens_per_s": tokens_per_iter / dt, **comm_ms})
     finally:
         bar.close()
         log.close()
@@ -243,6 +461,7 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, Tokenizer, d
         raise CheckpointError(f"checkpoint {str(path)!r} has incomplete metadata ({e})") from None
     if tok.vocab_size != mcfg.vocab_size:
         raise CheckpointError(f"checkpoint {str(path)!r}: tokenizer has {tok.vocab_size} tokens, model {mcfg.vocab_size}")
+    check_model_state(model_state, f"checkpoint {str(path)!r}")
     minigrad.set_default_dtype(dtype)
     model = GPT(mcfg).to(device)
     model.load_state_dict(model_state)
