@@ -35,6 +35,7 @@ class GPTConfig:
     dropout: float = 0.0  # dropout on embeddings, attention weights and residual branches
     bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2: True)
     pos_encoding: str = "learned"  # "learned" (GPT-2) or "sinusoidal" (the original transformer)
+    gelu: str = "tanh"  # GELU's form: "tanh" (GPT-2's, faster here) or "none" (exact, nanoGPT's nn.GELU())
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -47,6 +48,8 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
         if self.pos_encoding not in ("learned", "sinusoidal"):
             raise ValueError(f"GPTConfig: pos_encoding must be 'learned' or 'sinusoidal', got {self.pos_encoding!r}")
+        if self.gelu not in ("tanh", "none"):
+            raise ValueError(f"GPTConfig: gelu must be 'tanh' or 'none' (exact), got {self.gelu!r}")
 
 
 class CausalSelfAttention(nn.Module):
@@ -87,7 +90,7 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate=config.gelu)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 

@@ -45,10 +45,11 @@ class TorchBlock(tnn.Module):
         self.mlp = tnn.ModuleDict(dict(c_fc=tnn.Linear(c.n_embd, 4 * c.n_embd, bias=c.bias),
                                        c_proj=tnn.Linear(4 * c.n_embd, c.n_embd, bias=c.bias)))
         self.mlp_dropout = tnn.Dropout(c.dropout)
+        self.gelu = c.gelu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
-        h = TF.gelu(self.mlp.c_fc(self.ln_2(x)), approximate="tanh")
+        h = TF.gelu(self.mlp.c_fc(self.ln_2(x)), approximate=self.gelu)  # "tanh" or "none"
         return x + self.mlp_dropout(self.mlp.c_proj(h))
 
 

@@ -385,7 +385,7 @@ def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | N
             while True:
                 lr = warmup_cosine(it, cfg.learning_rate, cfg.warmup_iters, decay_iters, cfg.min_lr)
                 for g in optimizer.param_groups:
-                    g.hyper["lr"] = lr
+                    g["lr"] = lr
                 if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and it != saved_at:
                     losses = evaluate(model, batches, cfg, it, comm)
                     _write(log, {"iter": it, "train": losses["train"], "val": losses["val"]})

@@ -6,18 +6,21 @@ may live on a GPU: every op asks `get_array_module(x)` and uses what it gets,
 so the same line of code runs on either device. Data is never copied between
 host and device behind your back; `to_device` is the only door.
 
+Leaves out: anything done only for speed (allocator settings, cache-sized pieces):
+speed.py, the last stop of the tour.
+
 Read next: tensor.py.
 """
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+
+Array = Any  # an array of some backend: numpy.ndarray on "cpu", cupy.ndarray on "cuda"
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class Backend:
     device: str  # the name users pass to .to(...): "cpu", "cuda", ...
     array_type: type  # arrays of this type belong to this backend
     xp: ModuleType  # NumPy-compatible module of functions on those arrays
-    to_host: Any  # array -> numpy.ndarray (an explicit copy for device backends)
+    to_host: Callable[[Array], np.ndarray]  # array -> numpy.ndarray (an explicit copy for device backends)
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -38,29 +41,6 @@ def register_backend(backend: Backend) -> None:
 
 
 register_backend(Backend("cpu", np.ndarray, np, lambda a: a))
-
-
-def _keep_freed_memory() -> None:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
-
-    A training step allocates and frees the same few hundred arrays every time. By default
-    glibc serves blocks over ~128 KiB with a fresh mmap and unmaps them on free, so each step
-    gets new pages from the kernel, zeroed and faulted in one by one: hundreds of thousands of
-    page faults, a third of a small model's step time. Serving blocks up to 32 MiB from the
-    heap and never trimming it lets the next step reuse the same pages. Set MINIGRAD_MALLOPT=0
-    to leave malloc alone."""
-    if os.environ.get("MINIGRAD_MALLOPT", "1") == "0" or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (musl, ...): nothing to tune
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's maximum
-    libc.mallopt(m_trim_threshold, 2**30)
-
-
-_keep_freed_memory()
 
 
 def _try_register_cupy() -> None:
@@ -81,7 +61,7 @@ def available_devices() -> list[str]:
     return list(_BACKENDS)
 
 
-def backend_of_array(a: Any) -> Backend:
+def backend_of_array(a: Array) -> Backend:
     b = _BY_TYPE.get(type(a))
     if b is None:
         for t, cand in _BY_TYPE.items():  # subclasses (e.g. np.memmap)
@@ -109,31 +89,11 @@ def get_array_module(*arrays: Any) -> ModuleType:
     return np
 
 
-# ---- elementwise chains in cache-sized pieces --------------------------------
-
-CHUNK_ELEMENTS: dict[str, int] = {"cpu": 1 << 18}  # per device; devices not listed take arrays whole
-
-
-def chunks(a: Any) -> list[slice]:
-    """Slices that cut a flat array into the pieces an elementwise chain should take at a time.
-
-    NumPy runs a chain like GELU's a line at a time, each line one pass over the array. On
-    a whole (16, 256, 1536) activation (25 MB) every pass goes to main memory; on pieces of
-    256K elements (1 MiB of float32) each line reads what the one before just wrote from
-    cache. Measured on 2 cores: GELU 24 -> 12 ms, AdamW on 10.8M parameters 36 -> 20 ms; 64K
-    to 512K elements all do about as well, smaller pieces pay more Python per piece. A GPU
-    fuses nothing this way and pays a launch per line per piece, so there the chain takes
-    the array whole."""
-    n = a.size
-    step = CHUNK_ELEMENTS.get(backend_of_array(a).device) or n
-    return [slice(i, i + step) for i in range(0, n, max(step, 1))] or [slice(0, 0)]
-
-
-def device_of(a: Any) -> str:
+def device_of(a: Array) -> str:
     return backend_of_array(a).device
 
 
-def to_device(a: Any, device: str) -> Any:
+def to_device(a: Array, device: str) -> Array:
     """Copy an array to `device` (a no-op if it is already there): the one explicit host<->device door."""
     src = backend_of_array(a)
     if src.device == device:

@@ -11,6 +11,7 @@ from minigrad.ops.elementwise import (
     add,
     cast,
     div,
+    erf,
     exp,
     gelu,
     log,
@@ -34,7 +35,7 @@ from minigrad.ops.shape import broadcast_to, cat, concatenate, getitem, permute,
 from minigrad.ops.softmax import cross_entropy, log_softmax, softmax
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu",
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "erf",
     "maximum", "where", "masked_fill", "cast",
     "sum", "mean", "max", "var",
     "reshape", "permute", "transpose", "getitem", "concatenate", "cat", "stack", "split", "broadcast_to",

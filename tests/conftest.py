@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 import minigrad
 import minigrad.testing.fakegpu  # noqa: F401  (registers the "fakegpu" device)
-from minigrad.backend import CHUNK_ELEMENTS
+from minigrad.speed import CHUNK_ELEMENTS
 
 # function_scoped_fixture: @given tests take the `device` and `float64` fixtures, which are
 # the same for every example, so running them once per test (not per example) is right.
@@ -49,7 +49,7 @@ def _seed():
 
 @pytest.fixture
 def small_chunks():
-    """Cut elementwise chains (minigrad.backend.chunks) into 7-element pieces on every device,
+    """Cut elementwise chains (minigrad.speed.chunks) into 7-element pieces on every device,
     so that a test crosses piece boundaries with small arrays."""
     prev = dict(CHUNK_ELEMENTS)
     CHUNK_ELEMENTS.update({d: 7 for d in DEVICES})

@@ -42,8 +42,11 @@ def batch(cfg: GPTConfig, seed: int = 1):
     return idx, targets
 
 
-@pytest.mark.parametrize("kw", [{}, {"bias": False}, {"pos_encoding": "sinusoidal"}, {"n_layer": 1, "n_head": 4}],
-                         ids=["gpt2", "no-bias", "sinusoidal", "four-heads"])
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"bias": False}, {"pos_encoding": "sinusoidal"}, {"n_layer": 1, "n_head": 4}, {"gelu": "none"}],
+    ids=["gpt2", "no-bias", "sinusoidal", "four-heads", "exact-gelu"],
+)
 def test_loss_and_every_gradient_match_torch(float64, kw):
     model, twin = twin_models(**kw)
     idx, targets = batch(model.config)
@@ -68,7 +71,7 @@ def test_adamw_steps_match_torch(float64):
     no_decay = [p for p in twin.parameters() if p.dim() < 2]
     t_opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                               lr=1e-2, betas=(0.9, 0.95), eps=1e-8)
-    assert [len(g.params) for g in opt.param_groups] == [len(decay), len(no_decay)]
+    assert [len(g["params"]) for g in opt.param_groups] == [len(decay), len(no_decay)]
     for step in range(3):
         idx, targets = batch(model.config, seed=step)
         model(idx, targets)[1].backward()
@@ -80,3 +83,15 @@ def test_adamw_steps_match_torch(float64):
     t_params = dict(twin.named_parameters())
     for name, p in model.named_parameters():
         np.testing.assert_allclose(p.numpy(), t_params[name].detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_nanogpt_weights_need_nanogpts_gelu(float64):
+    """nanoGPT's MLP uses the exact GELU (nn.GELU()): its weights give its logits only with
+    GPTConfig(gelu="none"); GPT-2's tanh form moves them by about 1e-6."""
+    exact, twin = twin_models(gelu="none")  # twin: nanoGPT's model, exact GELU
+    tanh = GPT(GPTConfig(**{**vars(exact.config), "gelu": "tanh"}))
+    tanh.load_state_dict(exact.state_dict())
+    idx, targets = batch(exact.config)
+    t_logits = twin(torch.tensor(idx), torch.tensor(targets))[0].detach().numpy()
+    np.testing.assert_allclose(exact(idx, targets)[0].numpy(), t_logits, rtol=1e-10, atol=1e-12)
+    assert np.abs(tanh(idx, targets)[0].numpy() - t_logits).max() > 1e-7

@@ -1,4 +1,6 @@
 """Elementwise ops (add ... gelu, maximum, where, masked_fill): forward vs NumPy, backward vs finite differences."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -7,6 +9,7 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad
 import minigrad.functional as F
+from minigrad.ops import elementwise
 from helpers import arrays, broadcast_shapes, check_op, shapes
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -14,6 +17,13 @@ pytestmark = pytest.mark.usefixtures("float64")
 
 def gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+erf_ref = np.vectorize(math.erf)  # Python's own erf, element by element
+
+
+def gelu_exact(x):
+    return 0.5 * x * (1 + erf_ref(x / np.sqrt(2)))
 
 
 BINARY = {  # name: (minigrad op, NumPy reference, values of a, values of b)
@@ -41,7 +51,9 @@ UNARY = {  # name: (minigrad op, NumPy reference, values inside the domain and o
     "tanh": (F.tanh, np.tanh, "normal"),
     "sigmoid": (F.sigmoid, lambda x: 1 / (1 + np.exp(-x)), "normal"),
     "relu": (F.relu, lambda x: np.maximum(x, 0), "nonzero"),
-    "gelu": (F.gelu, gelu_tanh, "normal"),
+    "gelu": (F.gelu, gelu_exact, "normal"),
+    "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"), gelu_tanh, "normal"),
+    "erf": (F.erf, erf_ref, "normal"),
 }
 
 
@@ -52,10 +64,29 @@ def test_unary(name, device, shape, data):
     check_op(op, ref, [data.draw(arrays(shape, values))], device)
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
 @given(shape=shapes(), data=st.data())
-def test_gelu_in_small_pieces(device, small_chunks, shape, data):
-    """GELU's chain runs on pieces (minigrad.backend.chunks); with 7-element pieces most arrays span several."""
-    check_op(F.gelu, gelu_tanh, [data.draw(arrays(shape, "normal"))], device)
+def test_gelu_in_small_pieces(device, small_chunks, approximate, shape, data):
+    """GELU's chain runs on pieces (minigrad.speed.chunks); with 7-element pieces most arrays span several."""
+    ref = gelu_tanh if approximate == "tanh" else gelu_exact
+    check_op(lambda x: F.gelu(x, approximate=approximate), ref, [data.draw(arrays(shape, "normal"))], device)
+
+
+def test_erf_series_matches_pythons_erf(device, monkeypatch):
+    """Without a library erf (NumPy without SciPy; always on fakegpu) erf comes from its series:
+    within 4e-15 of math.erf from 0 to past the point where erf rounds to 1."""
+    monkeypatch.setattr(elementwise, "library_erf", lambda xp: None)
+    x = np.concatenate([-np.logspace(-12, 0.9, 200), [0.0], np.linspace(-7, 7, 301)])
+    got = F.erf(minigrad.tensor(x, device=device)).numpy()
+    np.testing.assert_allclose(got, erf_ref(x), rtol=4e-15, atol=4e-15)
+    np.testing.assert_allclose(got[:200], erf_ref(x[:200]), rtol=4e-15)  # tiny x: relative error too
+
+
+def test_gelu_rejects_unknown_forms():
+    with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh', got 'erf'"):
+        F.gelu(minigrad.randn(3), approximate="erf")
+    with pytest.raises(ValueError, match="approximate must be"):
+        minigrad.nn.GELU(approximate="exact")
 
 
 POWERS = [(2, "normal"), (3, "normal"), (-1, "nonzero"), (0.5, "positive"), (-1.5, "positive")]

@@ -107,8 +107,19 @@ class Dropout(Module):
 
 
 class GELU(Module):
+    """x Phi(x), as torch.nn.GELU: approximate="none" (exact, erf) or "tanh" (GPT-2's)."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
     def forward(self, x: Tensor) -> Tensor:
-        return F.gelu(x)
+        return F.gelu(x, approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
 
 
 class ReLU(Module):

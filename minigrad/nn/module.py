@@ -8,7 +8,6 @@ Read next: layers.py.
 """
 from __future__ import annotations
 
-import weakref
 from typing import Any, Iterable, Iterator
 
 from minigrad.backend import backend_of_array, to_device
@@ -18,11 +17,10 @@ from minigrad.tensor import Tensor
 class Parameter(Tensor):
     """A Tensor that a Module owns and an optimizer updates: a leaf that requires grad."""
 
-    __slots__ = ("_optimizers",)
+    __slots__ = ()
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
         super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
-        self._optimizers: weakref.WeakSet[Any] = weakref.WeakSet()  # whose state moves with .to()
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -97,17 +95,13 @@ class Module:
 
     # ---- devices -------------------------------------------------------------------
     def to(self, device: str) -> Module:
-        """Move every parameter's data and grad to `device`, keeping the Parameter objects (so
-        optimizers still hold them), and move the optimizers that hold them: their whole flat
-        buffers (every group's parameters, grads and state) go too."""
-        optimizers = set()
+        """Move every parameter's data and grad to `device`, keeping the Parameter objects. An
+        optimizer holding them sees the move at its next zero_grad() or step() and moves its
+        buffers and state after them (optim/optimizer.py)."""
         for p in self.parameters():
             p.data = to_device(p.data, device)
             if p.grad is not None:
                 p.grad = p.grad.to(device)
-            optimizers.update(p._optimizers)
-        for opt in optimizers:
-            opt.to(device)
         return self
 
     # ---- saving and loading ------------------------------------------------------------

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from minigrad.autograd import Function
-from minigrad.backend import chunks, get_array_module, get_default_dtype
+from minigrad.backend import Array, get_array_module, get_default_dtype
+from minigrad.speed import chunks, library_erf
 from minigrad.tensor import Tensor, as_tensor
 
 
@@ -256,59 +257,108 @@ class ReLU(Function):
         return (dout * self.positive,)
 
 
+def _erf(x: Array) -> Array:
+    """erf x = 2/sqrt(pi) * integral_0^x e^(-s^2) ds, elementwise, to float64 precision.
+
+    NumPy has no erf, so unless the array library brings one (speed.library_erf) it comes
+    from the series erf x = 2/sqrt(pi) e^(-x^2) sum_n x (2x^2)^n / (1 * 3 * ... * (2n + 1)),
+    whose terms all share x's sign (no cancellation). Past |x| = 6, erf x = +-1 in float64."""
+    xp = get_array_module(x)
+    fast = library_erf(xp)
+    if fast is not None:
+        return fast(x)
+    x = xp.clip(x, -6.0, 6.0)
+    two_x2 = 2 * x * x
+    term = x.copy()  # x (2x^2)^n / (1 * 3 * ... * (2n + 1)), n = 0
+    total = x.copy()
+    for n in range(1, 200):  # |x| = 6 needs about 110 terms
+        term *= two_x2 * (1.0 / (2 * n + 1))
+        total += term
+        if not bool((xp.abs(term) > 1e-17 * xp.abs(total)).any()):
+            break
+    return total * xp.exp(-x * x) * (2 / math.sqrt(math.pi))
+
+
+class Erf(Function):
+    def forward(self, x: Array) -> Array:
+        self.x = x
+        return _erf(x)
+
+    # y = erf x  =>  dx = dout * 2/sqrt(pi) e^(-x^2)
+    def backward(self, dout: Array) -> tuple[Array]:
+        xp = get_array_module(dout)
+        return (dout * ((2 / math.sqrt(math.pi)) * xp.exp(-self.x * self.x)),)
+
+
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
-def _gelu_piece(x: Any, y: Any, dydx: Any | None) -> None:
-    """y = GELU(x) and, if dydx is given, dydx = GELU'(x), written into y and dydx (same shapes as x)."""
+def _gelu_tanh_piece(x: Array, y: Array, dydx: Array | None) -> None:
+    """y = GELU(x) by the tanh approximation and, if dydx is given, dydx = its derivative,
+    written into y and dydx (same shapes as x). Names that share a buffer say so."""
     xp = get_array_module(x)
-    t = y if dydx is None else dydx  # tanh's workspace
-    xp.multiply(x, x, out=t)
-    t *= 0.044715 * _GELU_C
-    t += _GELU_C
-    t *= x  # u = c (x + 0.044715 x^3)
-    xp.tanh(t, out=t)  # t = tanh u
+    x2 = x * x  # x^2
+    u = x2 * (0.044715 * _GELU_C)
+    u += _GELU_C
+    u *= x  # u = c (x + 0.044715 x^3)
+    t = xp.tanh(u, out=u)  # t = tanh u (in u's buffer)
+    half_1pt = t + 1
+    half_1pt *= 0.5  # (1 + t)/2
+    xp.multiply(x, half_1pt, out=y)  # y = x (1 + t)/2
     if dydx is None:
-        t += 1
-        t *= x
-        t *= 0.5  # y = x/2 (1 + t)
         return
-    xp.add(t, 1, out=y)
-    y *= 0.5  # (1 + t)/2
-    t *= t
-    xp.subtract(1, t, out=t)  # 1 - t^2
-    half_x_du = x * x
-    half_x_du *= 3 * 0.044715 * _GELU_C / 2
+    xp.multiply(t, t, out=t)
+    sech2 = xp.subtract(1, t, out=t)  # 1 - t^2 = tanh'(u) (in t's buffer)
+    half_x_du = xp.multiply(x2, 3 * 0.044715 * _GELU_C / 2, out=x2)
     half_x_du += _GELU_C / 2
-    half_x_du *= x  # x/2 du/dx
-    t *= half_x_du
-    t += y  # dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx
-    y *= x  # y = x (1 + t)/2
+    half_x_du *= x  # x/2 du/dx, du/dx = c (1 + 3 * 0.044715 x^2) (in x2's buffer)
+    xp.multiply(sech2, half_x_du, out=dydx)
+    dydx += half_1pt  # dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx
+
+
+def _gelu_erf_piece(x: Array, y: Array, dydx: Array | None) -> None:
+    """y = GELU(x) = x Phi(x) exactly and, if dydx is given, dydx = Phi(x) + x phi(x)."""
+    xp = get_array_module(x)
+    cdf = _erf(x * (1 / math.sqrt(2)))
+    cdf += 1
+    cdf *= 0.5  # Phi(x) = (1 + erf(x / sqrt 2))/2, the standard normal's CDF
+    xp.multiply(x, cdf, out=y)  # y = x Phi(x)
+    if dydx is None:
+        return
+    pdf = x * x
+    pdf *= -0.5
+    xp.exp(pdf, out=pdf)
+    pdf *= 1 / math.sqrt(2 * math.pi)  # phi(x) = e^(-x^2/2) / sqrt(2 pi), the normal's density
+    xp.multiply(x, pdf, out=dydx)
+    dydx += cdf  # dy/dx = Phi(x) + x phi(x)
 
 
 class GELU(Function):
-    """GPT-2's GELU, the tanh approximation: y = x/2 * (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi).
+    """GELU, y = x Phi(x) with Phi the standard normal CDF, in PyTorch's two forms:
+    approximate="none" computes Phi from erf (nanoGPT's nn.GELU()), approximate="tanh" is GPT-2's
+    y = x/2 (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi), 1e-3 from the exact form at most.
 
     An MLP's activations are the largest arrays of a GPT. Forward computes dy/dx next to y
-    (both need tanh) and keeps it instead of x, so backward is one multiply and the op holds
-    one such array, as it would holding x. The chain runs on cache-sized pieces (`chunks`),
-    so its temporaries are small and stay in cache."""
+    (both need the same intermediate values) and keeps it instead of x, so backward is one
+    multiply and the op holds one such array, as it would holding x. The chain runs on
+    cache-sized pieces (speed.chunks), so its temporaries are small and stay in cache."""
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Array, approximate: str) -> Array:
         xp = get_array_module(x)
+        piece = _gelu_tanh_piece if approximate == "tanh" else _gelu_erf_piece
         x = xp.ascontiguousarray(x).reshape(x.shape)  # (ascontiguousarray makes 0-d arrays 1-d)
         y = xp.empty_like(x)
         dydx = xp.empty_like(x) if any(self.needs_grad) else None
         x1, y1, d1 = x.reshape(-1), y.reshape(-1), None if dydx is None else dydx.reshape(-1)
         for s in chunks(x1):
-            _gelu_piece(x1[s], y1[s], None if d1 is None else d1[s])
+            piece(x1[s], y1[s], None if d1 is None else d1[s])
         self.dydx = dydx
         return y
 
-    # u = c (x + 0.044715 x^3),  t = tanh u,  y = x/2 (1 + t)
-    # dy/dx = (1 + t)/2  +  x/2 * (1 - t^2) * du/dx,   du/dx = c (1 + 3 * 0.044715 x^2)
-    # dx = dout * dy/dx   (dy/dx was computed in forward)
-    def backward(self, dout: Any) -> tuple[Any]:
+    # dx = dout * dy/dx   (dy/dx was computed in forward, by the piece functions above:
+    #   exact:  y = x Phi(x),           dy/dx = Phi(x) + x phi(x)
+    #   tanh:   y = x/2 (1 + tanh u),   dy/dx = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) du/dx)
+    def backward(self, dout: Array) -> tuple[Array]:
         if self.reuse_saved:  # dy/dx is ours alone and dies now: one (B, T, 4C) array less at the peak
             return (get_array_module(dout).multiply(dout, self.dydx, out=self.dydx),)
         return (dout * self.dydx,)
@@ -358,8 +408,15 @@ def relu(x: Tensor) -> Tensor:
     return ReLU.apply(x)
 
 
-def gelu(x: Tensor) -> Tensor:
-    return GELU.apply(x)
+def erf(x: Tensor) -> Tensor:
+    return Erf.apply(x)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU as torch.nn.functional.gelu: approximate="none" (exact, erf) or "tanh"."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELU.apply(x, approximate=approximate)
 
 
 def cast(x: Tensor, dtype: Any) -> Tensor:

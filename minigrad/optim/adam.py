@@ -36,9 +36,9 @@ class Adam(Optimizer):
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {hyper['betas']}")
 
-    def update(self, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
+    def update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         xp = get_array_module(p)
-        lr, (b1, b2), eps, wd, t = hyper["lr"], hyper["betas"], hyper["eps"], hyper["weight_decay"], self.step_count
+        lr, (b1, b2), eps, wd, t = group["lr"], group["betas"], group["eps"], group["weight_decay"], self.step_count
         if wd and self.decoupled:
             p *= 1 - lr * wd
         elif wd:

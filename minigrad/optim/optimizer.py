@@ -19,23 +19,31 @@ elsewhere (say after `model.zero_grad()`, which sets grads to None) is copied
 in at `step()`; a missing gradient of a trainable parameter counts as zero, so
 weight decay and momentum still move it (PyTorch skips it).
 
+`param_groups` is a list of dicts, as in PyTorch: `for g in opt.param_groups:
+g["lr"] = lr` sets a learning rate. After `model.to(device)` the optimizer
+notices, at its next `zero_grad()` or `step()`, that its parameters live
+elsewhere, and moves its buffers and state after them.
+
 Read next: sgd.py, adam.py, lr_scheduler.py.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-from minigrad.backend import backend_of_array, chunks, get_array_module, to_device
+from minigrad.backend import backend_of_array, get_array_module, to_device
 from minigrad.nn.module import Parameter
+from minigrad.speed import chunks
 from minigrad.tensor import Tensor
 
 
-class ParamGroup:
-    """Parameters that share hyperparameters, with flat buffers for the trainable ones' values,
-    grads and state."""
+class ParamGroup(dict):
+    """One entry of `optimizer.param_groups`: a dict, as in PyTorch (`g["params"]`, `g["lr"]`,
+    `g["weight_decay"]`, ...; `g["lr"] = ...` changes a rate), which also holds, as attributes,
+    flat buffers for the values, grads and state of the parameters that require grad."""
 
     def __init__(self, params: list[Parameter], hyper: dict[str, Any], state_names: tuple[str, ...]) -> None:
-        self.params, self.hyper, self.state_names = params, hyper, state_names  # params: all, trainable or not
+        super().__init__(params=params, **hyper)  # params: all, trainable or not
+        self.state_names = state_names
         self.trainable: list[Parameter] = []  # those that required grad at the last build: in the buffers
         self.mask: tuple[bool, ...] = ()  # p.requires_grad for each of params at the last build
         self.flat: Any = None  # the trainable parameters, end to end (P,); None when there are none
@@ -52,8 +60,8 @@ class ParamGroup:
         """(Re)make the flat buffers over the parameters that require grad now, from their current
         values, on `device` if given; `state` (id(parameter) -> {name: array}) is carried over,
         missing state starts at zero."""
-        self.mask = tuple(p.requires_grad for p in self.params)
-        self.trainable = [p for p, trains in zip(self.params, self.mask) if trains]
+        self.mask = tuple(p.requires_grad for p in self["params"])
+        self.trainable = [p for p, trains in zip(self["params"], self.mask) if trains]
         self.flat = self.grad = None
         self.state, self.param_views, self.grad_views = {}, [], []
         if not self.trainable:
@@ -88,7 +96,19 @@ class ParamGroup:
             start += n
         return out
 
+    def follow_device(self) -> None:
+        """After `Module.to(device)` the parameters live elsewhere: move the buffers and state after them."""
+        if self.flat is None:
+            return
+        kinds = {type(p.data) for p in self.trainable}
+        if len(kinds) > 1:
+            devices = sorted({p.device for p in self.trainable})
+            raise RuntimeError(f"optimizer: the parameters of one group are on several devices: {devices}")
+        if type(self.flat) not in kinds:
+            self.build(self.param_state(), self.trainable[0].device)
+
     def zero_grad(self) -> None:
+        self.follow_device()
         if self.grad is None:
             return
         self.grad.fill(0)
@@ -97,13 +117,14 @@ class ParamGroup:
 
     def follow_requires_grad(self) -> None:
         """Rebuild the buffers if a parameter was frozen or unfrozen since the last build."""
-        if tuple(p.requires_grad for p in self.params) != self.mask:
+        if tuple(p.requires_grad for p in self["params"]) != self.mask:
             self.build(self.param_state())
 
     def sync(self) -> None:
         """Bring values that were put elsewhere back into the flat buffers: a parameter whose .data
         was replaced, a gradient that backward made afresh (copied in) or None (zero). A parameter
-        frozen or unfrozen since the last build rebuilds the buffers first."""
+        frozen or unfrozen, or moved to another device, since the last build rebuilds the buffers first."""
+        self.follow_device()
         self.follow_requires_grad()
         for p, view, gview in zip(self.trainable, self.param_views, self.grad_views):
             if p.data is not view:
@@ -141,7 +162,6 @@ class Optimizer:
                 if id(p) in seen:
                     raise ValueError(f"{type(self).__name__}: a parameter appears in more than one group")
                 seen.add(id(p))
-                p._optimizers.add(self)
             hyper = {**self.defaults, **{k: v for k, v in g.items() if k != "params"}}
             self._check_hyper(hyper)
             self.param_groups.append(ParamGroup(ps, hyper, self.state_names))
@@ -165,11 +185,11 @@ class Optimizer:
             if g.flat is None:  # nothing trainable in this group
                 continue
             for s in chunks(g.flat):  # cache-sized pieces: the rule's dozen passes stay in cache
-                self.update(g.flat[s], g.grad[s], {n: a[s] for n, a in g.state.items()}, g.hyper)
+                self.update(g.flat[s], g.grad[s], {n: a[s] for n, a in g.state.items()}, g)
 
-    def update(self, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
+    def update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         """One step for one piece of a group: p, grad and each state array are matching 1-D
-        pieces of the flat buffers, updated in place."""
+        pieces of the flat buffers, updated in place; `group` gives the hyperparameters."""
         raise NotImplementedError
 
     def to(self, device: str) -> Optimizer:
@@ -185,11 +205,11 @@ class Optimizer:
         arrays are copies on the state's device."""
         state, groups, i = {}, [], 0
         for g in self.param_groups:
-            idx = list(range(i, i + len(g.params)))
-            i += len(g.params)
-            groups.append({**g.hyper, "params": idx})
+            idx = list(range(i, i + len(g["params"])))
+            i += len(g["params"])
+            groups.append({**g, "params": idx})
             pstate = g.param_state()
-            for j, p in zip(idx, g.params):
+            for j, p in zip(idx, g["params"]):
                 if pstate.get(id(p)):
                     state[j] = {n: a.copy() for n, a in pstate[id(p)].items()}
         return {"state": state, "param_groups": groups, "step": self.step_count}
@@ -200,13 +220,13 @@ class Optimizer:
         if len(sd["param_groups"]) != len(self.param_groups):
             raise ValueError(f"optimizer state has {len(sd['param_groups'])} parameter groups, this optimizer {len(self.param_groups)}")
         for g, saved in zip(self.param_groups, sd["param_groups"]):
-            if len(saved["params"]) != len(g.params):
-                raise ValueError(f"optimizer state group has {len(saved['params'])} parameters, this one {len(g.params)}")
+            if len(saved["params"]) != len(g["params"]):
+                raise ValueError(f"optimizer state group has {len(saved['params'])} parameters, this one {len(g['params'])}")
         for g, saved in zip(self.param_groups, sd["param_groups"]):
-            g.hyper.update({k: v for k, v in saved.items() if k != "params"})
+            g.update({k: v for k, v in saved.items() if k != "params"})
             g.follow_requires_grad()
             pstate = g.param_state()
-            for j, p in zip(saved["params"], g.params):
+            for j, p in zip(saved["params"], g["params"]):
                 for n, view in pstate.get(id(p), {}).items():
                     arr = sd["state"].get(j, sd["state"].get(str(j), {})).get(n)
                     if arr is None:

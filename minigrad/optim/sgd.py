@@ -22,15 +22,15 @@ class SGD(Optimizer):
     def __init__(self, params: Iterable[Any], **hyper: Any) -> None:
         super().__init__(params, **hyper)
 
-    def update(self, p: Any, grad: Any, state: dict[str, Any], hyper: dict[str, Any]) -> None:
-        if hyper["weight_decay"]:
-            grad = grad + hyper["weight_decay"] * p
-        if hyper["momentum"]:
+    def update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+        if group["weight_decay"]:
+            grad = grad + group["weight_decay"] * p
+        if group["momentum"]:
             buf = state["momentum_buffer"]
             if self.step_count == 1:
                 buf[...] = grad
             else:
-                buf *= hyper["momentum"]
+                buf *= group["momentum"]
                 buf += grad
             grad = buf
-        p -= hyper["lr"] * grad
+        p -= group["lr"] * grad
