@@ -76,7 +76,7 @@ class CausalSelfAttention(nn.Module):
                 v = F.cat([cache["v"], v], axis=2)
             cache["k"], cache["v"] = k, v
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=p)  # (B, H, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, hs)
         if self.record_attention:  # the fused op's weights, recomputed for pictures only
             with minigrad.no_grad():
                 scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // H))  # (B, H, T, T_past + T)

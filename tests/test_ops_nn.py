@@ -153,7 +153,7 @@ def test_dropout_is_the_identity_when_off(p, training, device):
 def test_scaled_dot_product_attention(causal, dropout_p, device, b, h, t, d, dv, block, seed, data):
     tq, tk = sorted(t) if causal else t  # causal needs Tq <= Tk; Tq < Tk is the KV-cache case
     q, k, v = (data.draw(arrays(s)) for s in [(b, h, tq, d), (b, h, tk, d), (b, h, tk, dv)])
-    fn = seeded(seed, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=causal, dropout_p=dropout_p))
+    fn = seeded(seed, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal))
     # The weights' dropout multiplier: attention draws it as dropout on a (B, H, Tq, Tk) tensor would.
     keep = seeded(seed, lambda: F.dropout(minigrad.ones(b, h, tq, tk, device=device), dropout_p))().numpy()
     default_block, attention.QUERY_BLOCK = attention.QUERY_BLOCK, block  # small blocks: several per sequence

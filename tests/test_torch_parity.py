@@ -94,12 +94,12 @@ CASES = [
     case("attention", [x(1, 2, 2, 3), x(1, 2, 4, 3), x(1, 2, 4, 2)], F.scaled_dot_product_attention,
          TF.scaled_dot_product_attention),
     case("attention causal", [x(2, 1, 3, 2), x(2, 1, 3, 2), x(2, 1, 3, 4)],
-         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=True),
+         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
          lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=True)),
-    # With Tq < Tk, torch's is_causal aligns the mask top-left; minigrad's causal aligns it
+    # With Tq < Tk, torch's is_causal aligns the mask top-left; minigrad's is_causal aligns it
     # bottom-right (the last query sees every key, as with a KV cache): torch needs an explicit mask.
     case("attention causal Tq < Tk", [x(1, 2, 2, 3), x(1, 2, 4, 3), x(1, 2, 4, 3), BOTTOM_RIGHT_CAUSAL],
-         lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, causal=True),
+         lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, is_causal=True),
          lambda q, k, v, m: TF.scaled_dot_product_attention(q, k, v, attn_mask=m)),
 ]  # fmt: skip
 
