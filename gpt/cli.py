@@ -1,4 +1,4 @@
-"""The command line: `python -m gpt train | sample | bench | plot`.
+"""The command line: `python -m gpt train | sample | export | bench | plot`.
 
 Every field of TrainConfig and GPTConfig is a flag (`--n_layer 6`, `--no-progress`);
 `--config FILE` reads the same names from JSON or TOML, at the top level or in
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--ckpt", default="out/ckpt.npz", help="checkpoint file (default: out/ckpt.npz)")
+    s.add_argument("--pretrained", help="sample from a Hugging Face GPT-2 directory instead of --ckpt")
     s.add_argument("--prompt", default=None, help="prompt text (default: a newline)")
     s.add_argument("--prompt_file", help="read the prompt from this file instead")
     s.add_argument("--max_new_tokens", type=int, default=500, help="tokens to generate, printed as they come (default: 500)")
@@ -177,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the sampler (default: 0)")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     s.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True, help="use the KV cache")
+
+    e = sub.add_parser("export", help="write a checkpoint as a Hugging Face GPT-2 directory")
+    e.add_argument("--ckpt", default="out/ckpt.npz", help="checkpoint file (default: out/ckpt.npz)")
+    e.add_argument("--to", required=True, help="directory to write (config.json, model.safetensors, tokenizer files)")
 
     b = sub.add_parser("bench", help="time training steps (and sampling), optionally against PyTorch")
     b.add_argument("--batch_size", type=int, default=12)
@@ -219,7 +224,12 @@ def cmd_sample(args: dict[str, Any]) -> None:
     from gpt.sample import default_prompt, print_stream, stream
     from gpt.train import load_model
 
-    model, tok, _ = load_model(args["ckpt"], args["device"])
+    if args["pretrained"]:
+        from gpt.hf import load_pretrained_with_tokenizer
+
+        model, tok = load_pretrained_with_tokenizer(args["pretrained"], args["device"])
+    else:
+        model, tok, _ = load_model(args["ckpt"], args["device"])
     if args["prompt_file"]:
         prompt = read_prompt_file(args["prompt_file"])
     elif args["prompt"] is None:
@@ -246,6 +256,15 @@ def read_prompt_file(path: str) -> str:
         raise ValueError(f"prompt file {path!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
+def cmd_export(args: dict[str, Any]) -> None:
+    from gpt.hf import save_pretrained
+    from gpt.train import load_model
+
+    model, tok, _ = load_model(args["ckpt"])
+    save_pretrained(model, args["to"], tok)
+    print(json.dumps({"exported": args["to"], "parameters": model.num_parameters(), "vocab_size": tok.vocab_size}))
+
+
 def cmd_bench(args: dict[str, Any]) -> None:
     from gpt.bench import run_bench
 
@@ -269,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     try:
-        {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench, "plot": cmd_plot}[command](args)
+        {"train": cmd_train, "sample": cmd_sample, "export": cmd_export, "bench": cmd_bench, "plot": cmd_plot}[command](args)
     except TrainingInterrupted as e:  # saved: say where it stopped and how to go on
         print(e, file=sys.stderr)
         return 128 + e.signum

@@ -4,9 +4,9 @@ Shape legend: B batch, T time (sequence length), C channels (n_embd),
 H heads (n_head), hs head size (C / H), V vocabulary size.
 
 Parameter names and layouts are nanoGPT's (`transformer.h.0.attn.c_attn.weight`
-is (3C, C)), so a nanoGPT state dict maps one to one. Leaves out: loading
-OpenAI's GPT-2 checkpoints (their Conv1D weights are transposed) and
-nanoGPT's `from_pretrained`.
+is (3C, C)), so a nanoGPT state dict maps one to one. GPT-2's own checkpoints
+(Hugging Face layout, Conv1D weights transposed) load with GPT.from_pretrained,
+through gpt/hf.py.
 
 Read next: tokenizer.py, data.py, train.py.
 """
@@ -36,6 +36,7 @@ class GPTConfig:
     bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2: True)
     pos_encoding: str = "learned"  # "learned" (GPT-2) or "sinusoidal" (the original transformer)
     gelu: str = "tanh"  # GELU's form: "tanh" (GPT-2's, faster here) or "none" (exact, nanoGPT's nn.GELU())
+    layer_norm_epsilon: float = 1e-5  # eps in every LayerNorm (GPT-2's config.json calls it so)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -103,9 +104,9 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
@@ -133,7 +134,7 @@ class GPT(nn.Module):
         parts.update(
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
         )
         self.transformer = nn.ModuleDict(parts)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -184,6 +185,13 @@ class GPT(nn.Module):
         logits = self.lm_head(x)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(B * T, -1), t.reshape(B * T), ignore_index=-1)
         return logits, loss
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu", dropout: float = 0.0) -> GPT:
+        """A GPT-2 from a local Hugging Face directory (config.json + model.safetensors); see gpt/hf.py."""
+        from gpt.hf import load_pretrained
+
+        return load_pretrained(path, device, dropout)
 
     def to(self, device: str) -> GPT:
         super().to(device)

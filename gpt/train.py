@@ -280,6 +280,7 @@ RUN_FIELDS = ("tokenizer", "bpe_vocab_size", "data", "dtype")  # with the model'
 def resume_differences(meta: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """Every model, tokenizer and data setting where cfg differs from the checkpoint's run."""
     saved_model, saved_run = meta.get("model_config", {}), meta.get("train_config", {})
+    saved_model = {**asdict(GPTConfig()), **saved_model}  # a field added since the checkpoint was written: its default
     mine = asdict(cfg.model)
     mine.pop("vocab_size")  # the tokenizer's, so the checkpoint's
     diffs = [(k, saved_model.get(k), v) for k, v in mine.items() if saved_model.get(k) != v]
