@@ -162,6 +162,11 @@ class NCCLComm(MPIComm):
         self.nccl_comm.allReduce(ptr, ptr, buf.size, self._dtype(buf), self.nccl.NCCL_SUM, stream)
         buf /= self.size
 
+    def average(self, values: list[float]) -> list[float]:
+        buf = np.array(values, dtype=np.float64)  # a few host floats: over MPI, not via the GPU
+        MPIComm.allreduce_mean_(self, buf)
+        return buf.tolist()
+
     def broadcast_(self, buf: Any, root: int = 0) -> None:
         _check_flat(buf)
         stream = self.cupy.cuda.get_current_stream().ptr

@@ -309,6 +309,9 @@ def test_nccl_bookkeeping_without_a_gpu(fresh):
     assert log[-1][4] == nccl.NCCL_FLOAT32
     comm.broadcast_(buf32)
     assert log[-1] == ("bcast", buf32.data.ptr, 5, nccl.NCCL_FLOAT32, 0, 77)
+    host = []
+    fresh.setattr(distributed.MPIComm, "allreduce_mean_", lambda self, buf: host.append(buf.copy()))
+    assert comm.average([2.5, 3.5]) == [2.5, 3.5] and host[0].tolist() == [2.5, 3.5]  # losses go over MPI
     with pytest.raises(TypeError, match="no collective for dtype int8"):
         comm.allreduce_mean_(FakeDeviceArray(np.ones(2, np.int8)))
     with pytest.raises(ValueError, match="flat contiguous buffers, got shape \\(2, 2\\)"):
