@@ -11,8 +11,9 @@ while before it sleeps, stealing a core from the other library's next step
 Peak memory is measured in a fresh subprocess per framework: the peak resident
 set size, and its growth over the resident size once the model is built (the
 memory the steps themselves need). Sampling speed: 256 new tokens with and
-without the KV cache. The last line printed is one JSON object. Memory is the
-host's (resident set size): on a GPU, device memory is not measured.
+without the KV cache. It prints a small table (`format_table`), or with --json
+one JSON object as its last line. Memory is the host's (resident set size): on a
+GPU, device memory is not measured.
 
 Read next: torch_gpt.py, the PyTorch twin it times against.
 """
@@ -188,6 +189,27 @@ def run_bench(cfg: GPTConfig, batch_size: int, device: str, iters: int, warmup: 
         result.update(sampling_speed(model))
     result.update({"config": asdict(cfg), "batch_size": batch_size, "device": device, "iters": len(times["minigrad"])})
     return result
+
+
+def format_table(r: dict[str, Any]) -> str:
+    """run_bench's result for people: one column per library, one row per measure."""
+    c = r["config"]
+    vs = "torch_ms_per_iter" in r
+    rows = [("ms per step", r["ms_per_iter"], r.get("torch_ms_per_iter"), "{:,.1f}"),
+            ("tokens per second", r["tokens_per_s"], r.get("torch_tokens_per_s"), "{:,.0f}"),
+            ("peak memory (MB)", r["peak_mem_mb"], r.get("torch_peak_mem_mb"), "{:,.0f}"),
+            ("the step's own memory (MB)", r["step_mem_mb"], r.get("torch_step_mem_mb"), "{:,.0f}")]
+    lines = [f"{c['n_layer']} layers, {c['n_head']} heads, n_embd {c['n_embd']}, block {c['block_size']}, "
+             f"batch {r['batch_size']}, on {r['device']}: median of {r['iters']} steps",
+             f"{'':28s}{'minigrad':>10s}" + (f"{'PyTorch':>10s}" if vs else "")]
+    for name, mine, theirs, fmt in rows:
+        lines.append(f"{name:28s}{fmt.format(mine):>10s}" + (f"{fmt.format(theirs):>10s}" if vs else ""))
+    if vs:
+        lines.append(f"{'speed vs PyTorch':28s}{r['speedup_vs_torch']:>9.2f}x")
+    if "sample_tokens_per_s_cached" in r:
+        lines.append(f"sampling 256 tokens: {r['sample_tokens_per_s_cached']:,.0f} tokens/s with the KV cache, "
+                     f"{r['sample_tokens_per_s_uncached']:,.0f} without ({r['sample_cache_speedup']:.1f}x)")
+    return "\n".join(lines)
 
 
 def print_profile(timings: dict[str, float], optimizer_s: float, total_s: float, iters: int) -> None:

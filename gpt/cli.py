@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the PyTorch side")
     b.add_argument("--profile", action="store_true", help="print where minigrad's step time goes")
     b.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True, help="also time sampling 256 tokens")
+    b.add_argument("--json", action="store_true", help="print one JSON object (for scripts) instead of a table")
     _add_dataclass_flags(b, GPTConfig, "model")
 
     pl = sub.add_parser("plot", help="draw loss curves and attention heatmaps (needs matplotlib)")
@@ -266,13 +267,13 @@ def cmd_export(args: dict[str, Any]) -> None:
 
 
 def cmd_bench(args: dict[str, Any]) -> None:
-    from gpt.bench import run_bench
+    from gpt.bench import format_table, run_bench
 
     model_names = {f.name for f in fields(GPTConfig)}
     cfg = GPTConfig(**{k: v for k, v in args.items() if k in model_names})
     result = run_bench(cfg, args["batch_size"], args["device"], args["iters"], args["warmup"], args["vs"] == "torch",
                        args["profile"], args["sample"], args["threads"])
-    print(json.dumps(result))
+    print(json.dumps(result) if args["json"] else format_table(result))
 
 
 def cmd_plot(args: dict[str, Any]) -> None:

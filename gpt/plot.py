@@ -1,10 +1,11 @@
 """`python -m gpt plot`: loss curves from a run's log, and attention heatmaps for a prompt (needs matplotlib).
 
 loss.png: the training loss logged every log_interval steps, and the train and
-val losses of each evaluation. attention.png: for every layer (rows) and head
-(columns), the matrix of attention weights, query position down, key position
-across: the alignment pictures of the transformer literature. The causal mask
-shows as the empty upper triangle.
+val losses of each evaluation, titled with the run's folder and last iteration.
+attention.png: for every layer (rows) and head (columns), the matrix of
+attention weights, query position down, key position across: the alignment
+pictures of the transformer literature, with one colour bar. The causal mask
+shows as the empty upper triangle; spaces in the tick labels show as ␣.
 
 This is the last file of the tour.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,15 +31,37 @@ def _pyplot():
     return plt
 
 
-def plot_losses(log_path: str | Path, out: str | Path) -> Path:
-    path = Path(log_path)
+def read_log(path: str | Path) -> list[dict]:
+    """log.jsonl's records. A last line cut short (a run killed while writing it) is skipped;
+    any other line that is not JSON is an error naming the file and the line."""
+    path = Path(path)
     if not path.is_file():
         raise ValueError(f"log file {str(path)!r} does not exist (train first: python -m gpt train)")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for n, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if n < len(lines):
+                raise ValueError(f"log file {str(path)!r}, line {n}, is not JSON ({e})") from None
+    return records
+
+
+def plot_losses(log_path: str | Path, out: str | Path) -> Path:
+    fig = loss_figure(read_log(log_path), run=Path(log_path).resolve().parent.name)
+    fig.savefig(out, dpi=120)
+    _pyplot().close(fig)
+    return Path(out)
+
+
+def loss_figure(records: list[dict], run: str) -> Any:
     steps = [(r["iter"], r["loss"]) for r in records if "loss" in r]
     evals = [(r["iter"], r["train"], r["val"]) for r in records if "val" in r]
+    last = max((r["iter"] for r in records), default=0)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
+    ax.set_title(f"run {run!r}: loss to iteration {last}" + (f", val {evals[-1][2]:.4f}" if evals else ""))
     if steps:
         ax.plot(*zip(*steps), lw=0.8, alpha=0.6, label="train (batch)")
     if evals:
@@ -46,15 +70,26 @@ def plot_losses(log_path: str | Path, out: str | Path) -> Path:
         ax.plot(it, va, "o-", label="val (eval)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("cross-entropy loss")
-    ax.legend()
+    if steps or evals:
+        ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return Path(out)
+    return fig
+
+
+def visible(token: str) -> str:
+    """A token as a tick label: spaces as ␣, newlines and other control characters escaped."""
+    return repr(token)[1:-1].replace(" ", "␣")
 
 
 def plot_attention(ckpt: str | Path, prompt: str, out: str | Path, device: str = "cpu") -> Path:
+    fig = attention_figure(ckpt, prompt, device)
+    fig.savefig(out, dpi=120)
+    _pyplot().close(fig)
+    return Path(out)
+
+
+def attention_figure(ckpt: str | Path, prompt: str, device: str = "cpu") -> Any:
     model, tok, _ = load_model(ckpt, device)
     ids = tok.encode(prompt)[-model.config.block_size :]
     if not ids:
@@ -64,24 +99,22 @@ def plot_attention(ckpt: str | Path, prompt: str, out: str | Path, device: str =
         b.attn.record_attention = True
     model.eval()
     model([ids])
-    labels = [tok.decode([i]) for i in ids]
+    labels = [visible(tok.decode([i])) for i in ids]
     plt = _pyplot()
     L, H = len(blocks), model.config.n_head
-    fig, axes = plt.subplots(L, H, figsize=(2.2 * H + 1, 2.2 * L + 0.5), squeeze=False)
+    fig, axes = plt.subplots(L, H, figsize=(2.2 * H + 1.5, 2.2 * L + 0.5), squeeze=False, layout="constrained")
     for li, b in enumerate(blocks):
         att = b.attn.attention[0]  # (H, T, T)
         for hi in range(H):
             ax = axes[li][hi]
-            ax.imshow(np.asarray(att[hi]), cmap="viridis", vmin=0, vmax=1)
+            image = ax.imshow(np.asarray(att[hi]), cmap="viridis", vmin=0, vmax=1)
             ax.set_title(f"layer {li} head {hi}", fontsize=8)
             if len(ids) <= 24:
-                ax.set_xticks(range(len(ids)), [repr(c)[1:-1] for c in labels], fontsize=6, rotation=90)
-                ax.set_yticks(range(len(ids)), [repr(c)[1:-1] for c in labels], fontsize=6)
+                ax.set_xticks(range(len(ids)), labels, fontsize=6, rotation=90)
+                ax.set_yticks(range(len(ids)), labels, fontsize=6)
             else:
                 ax.set_xticks([])
                 ax.set_yticks([])
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     fig.suptitle(f"attention weights for {prompt[:40]!r} (query down, key across)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return Path(out)
+    return fig

@@ -381,7 +381,8 @@ def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | N
     saved_at = start_iter if meta is not None else -1  # the iteration ckpt.npz holds
     stopping = False  # a signal came; under mpiexec, to any rank (the ranks vote at every step)
     try:
-        with StopOnSignal() as stop:
+        # Overflow in a diverging run: the guard below names the iteration, instead of NumPy's warnings.
+        with StopOnSignal() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             it = start_iter
             while True:
                 lr = warmup_cosine(it, cfg.learning_rate, cfg.warmup_iters, decay_iters, cfg.min_lr)
@@ -412,15 +413,14 @@ def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | N
                 if comm.size > 1:  # each rank its own dropout masks, the same ones again after a resume
                     minigrad.manual_seed(distributed.rank_seed(cfg.seed, comm.rank, it))
                 loss_sum = 0.0
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard below reports it
-                    for _ in range(cfg.grad_accum):
-                        _, loss = model(*batches.sample("train", cfg.device))
-                        (loss / cfg.grad_accum).backward()
-                        loss_sum += loss.item()
-                    t_comm = time.perf_counter()
-                    distributed.allreduce_grads(optimizer, comm)  # every rank: the mean gradient of the global batch
-                    t_comm = time.perf_counter() - t_comm
-                    norm = clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # the norm; clipped unless grad_clip is 0
+                for _ in range(cfg.grad_accum):
+                    _, loss = model(*batches.sample("train", cfg.device))
+                    (loss / cfg.grad_accum).backward()
+                    loss_sum += loss.item()
+                t_comm = time.perf_counter()
+                distributed.allreduce_grads(optimizer, comm)  # every rank: the mean gradient of the global batch
+                t_comm = time.perf_counter() - t_comm
+                norm = clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # the norm; clipped unless grad_clip is 0
                 train_loss, signalled = comm.average([loss_sum / cfg.grad_accum, float(stop.signum is not None)])
                 stopping = signalled > 0
                 if not (math.isfinite(train_loss) and math.isfinite(norm)):

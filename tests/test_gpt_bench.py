@@ -1,4 +1,4 @@
-"""`python -m gpt bench` runs and ends with one JSON line, alone and against PyTorch (when installed)."""
+"""`python -m gpt bench --json` runs and ends with one JSON line, alone and against PyTorch (when installed)."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +9,7 @@ import pytest
 from gpt.cli import main
 
 TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--block_size", "8", "--batch_size", "2",
-        "--iters", "2", "--warmup", "1"]
+        "--iters", "2", "--warmup", "1", "--json"]
 
 
 @pytest.mark.parametrize("extra", [[], ["--pos_encoding", "sinusoidal", "--vs", "torch"]], ids=["alone", "vs-torch"])
