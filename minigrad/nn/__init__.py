@@ -1,10 +1,13 @@
 """Neural-network building blocks with PyTorch's names and layouts.
 
-Reading order: module.py (Module, Parameter, containers), layers.py, utils.py (gradient clipping).
+Reading order: module.py (Module, Parameter, containers), layers.py, utils.py (gradient clipping),
+lora.py (low-rank adapters for fine-tuning).
 """
 from minigrad.nn import utils
 from minigrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Tanh
+from minigrad.nn.lora import LoRALinear, apply_lora, lora_state_dict, load_lora_state_dict, merge_lora, unmerge_lora
 from minigrad.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear", "Embedding", "LayerNorm",
-           "Dropout", "GELU", "ReLU", "Tanh", "utils"]
+           "Dropout", "GELU", "ReLU", "Tanh", "utils", "LoRALinear", "apply_lora", "lora_state_dict",
+           "load_lora_state_dict", "merge_lora", "unmerge_lora"]
