@@ -1,7 +1,8 @@
 """The GPT-2 model on minigrad: embeddings, pre-LayerNorm transformer blocks, a tied LM head.
 
 Shape legend: B batch, T time (sequence length), C channels (n_embd),
-H heads (n_head), hs head size (C / H), V vocabulary size.
+H heads (n_head), Hkv key/value heads (n_kv_head, H by default), G = H / Hkv query heads per
+key/value head, hs head size (C / H), V vocabulary size.
 
 Parameter names and layouts are nanoGPT's (`transformer.h.0.attn.c_attn.weight`
 is (3C, C)), so a nanoGPT state dict maps one to one. GPT-2's own checkpoints
@@ -31,6 +32,7 @@ class GPTConfig:
     block_size: int = 64  # longest context the model sees: T <= block_size
     n_layer: int = 4  # transformer blocks
     n_head: int = 4  # attention heads per block; must divide n_embd
+    n_kv_head: int | None = None  # key/value heads (None: n_head); 1 is multi-query, a divisor of n_head grouped-query
     n_embd: int = 128  # C, the width of the residual stream
     dropout: float = 0.0  # dropout on embeddings, attention weights and residual branches
     bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2: True)
@@ -45,6 +47,10 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig: {name} must be a positive integer, got {v!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_kv_head is not None and (not isinstance(self.n_kv_head, int) or self.n_kv_head <= 0
+                                           or self.n_head % self.n_kv_head):
+            raise ValueError(f"GPTConfig: n_kv_head ({self.n_kv_head!r}) must be a positive divisor of n_head "
+                             f"({self.n_head}): each key/value head serves n_head / n_kv_head query heads")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
         if self.pos_encoding not in ("learned", "sinusoidal"):
@@ -53,11 +59,29 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: gelu must be 'tanh' or 'none' (exact), got {self.gelu!r}")
 
 
+def repeat_kv(x: Tensor, groups: int) -> Tensor:
+    """(B, Hkv, T, hs) -> (B, Hkv * groups, T, hs): each key/value head repeated for the `groups`
+    query heads that share it (query head h reads key/value head h // groups, as Llama's repeat_kv
+    and torch's repeat_interleave). Broadcasting's backward sums over the copies, so a shared
+    head's gradient is the sum of what its group's query heads send back."""
+    if groups == 1:
+        return x
+    B, Hkv, T, hs = x.shape
+    x = F.broadcast_to(x.reshape(B, Hkv, 1, T, hs), (B, Hkv, groups, T, hs))  # a view, no copy yet
+    return x.reshape(B, Hkv * groups, T, hs)  # (B, H, T, hs)
+
+
 class CausalSelfAttention(nn.Module):
+    """Causal self-attention with H query heads and Hkv key/value heads. Hkv = H is GPT-2's
+    multi-head attention; Hkv < H (grouped-query, Hkv = 1 multi-query) keeps fewer keys and values,
+    so c_attn has C + 2 Hkv hs outputs and the KV cache shrinks by H / Hkv."""
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v for all heads
+        self.n_kv_head = config.n_kv_head or config.n_head
+        kv_size = self.n_kv_head * (config.n_embd // config.n_head)
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv_size, bias=config.bias)  # q, k, v
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.record_attention = False  # when True, keep the attention weights (B, H, T, T) for plots
@@ -65,17 +89,24 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
         B, T, C = x.shape
-        H = self.n_head
-        # c_attn's 3C outputs are q, k, v side by side, each H heads of hs = C/H channels: view
-        # them as (B, T, 3, H, hs) and move the axes to (3, B, H, T, hs). Five ops, where a split
-        # and a reshape and transpose per piece (as nanoGPT writes it) would take nine.
-        qkv = self.c_attn(x).reshape(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, H, T, hs)
+        H, Hkv = self.n_head, self.n_kv_head
+        if Hkv == H:
+            # c_attn's 3C outputs are q, k, v side by side, each H heads of hs = C/H channels: view
+            # them as (B, T, 3, H, hs) and move the axes to (3, B, H, T, hs). Five ops, where a split
+            # and a reshape and transpose per piece (as nanoGPT writes it) would take nine.
+            qkv = self.c_attn(x).reshape(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, H, T, hs)
+        else:  # c_attn's outputs: q (C), then k and v (Hkv hs each)
+            qkv = self.c_attn(x)  # (B, T, C + 2 Hkv hs)
+            q = qkv[:, :, :C].reshape(B, T, H, C // H).transpose(1, 2)  # (B, H, T, hs)
+            kv = qkv[:, :, C:].reshape(B, T, 2, Hkv, C // H).permute(2, 0, 3, 1, 4)  # (2, B, Hkv, T, hs)
+            k, v = kv[0], kv[1]  # each (B, Hkv, T, hs)
         if cache is not None:  # sampling: prepend the keys and values of earlier positions
             if "k" in cache:
-                k = F.cat([cache["k"], k], axis=2)  # (B, H, T_past + T, hs)
+                k = F.cat([cache["k"], k], axis=2)  # (B, Hkv, T_past + T, hs)
                 v = F.cat([cache["v"], v], axis=2)
-            cache["k"], cache["v"] = k, v
+            cache["k"], cache["v"] = k, v  # only Hkv heads: the cache is H / Hkv times smaller
+        k, v = repeat_kv(k, H // Hkv), repeat_kv(v, H // Hkv)  # (B, H, T_past + T, hs)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, hs)
         if self.record_attention:  # the fused op's weights, recomputed for pictures only

@@ -23,15 +23,18 @@ from gpt.model import GPT, GPTConfig, sinusoidal_positions
 class TorchAttention(tnn.Module):
     def __init__(self, c: GPTConfig) -> None:
         super().__init__()
-        self.n_head, self.dropout = c.n_head, c.dropout
-        self.c_attn = tnn.Linear(c.n_embd, 3 * c.n_embd, bias=c.bias)
+        self.n_head, self.n_kv_head, self.dropout = c.n_head, c.n_kv_head or c.n_head, c.dropout
+        kv_size = self.n_kv_head * (c.n_embd // c.n_head)
+        self.c_attn = tnn.Linear(c.n_embd, c.n_embd + 2 * kv_size, bias=c.bias)
         self.c_proj = tnn.Linear(c.n_embd, c.n_embd, bias=c.bias)
         self.resid_dropout = tnn.Dropout(c.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        H, Hkv, hs = self.n_head, self.n_kv_head, C // self.n_head
+        q, k, v = self.c_attn(x).split([C, Hkv * hs, Hkv * hs], dim=2)
+        q = q.reshape(B, T, H, hs).transpose(1, 2)
+        k, v = (t.reshape(B, T, Hkv, hs).transpose(1, 2).repeat_interleave(H // Hkv, dim=1) for t in (k, v))
         y = TF.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 

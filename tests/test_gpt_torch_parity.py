@@ -44,8 +44,9 @@ def batch(cfg: GPTConfig, seed: int = 1):
 
 @pytest.mark.parametrize(
     "kw",
-    [{}, {"bias": False}, {"pos_encoding": "sinusoidal"}, {"n_layer": 1, "n_head": 4}, {"gelu": "none"}],
-    ids=["gpt2", "no-bias", "sinusoidal", "four-heads", "exact-gelu"],
+    [{}, {"bias": False}, {"pos_encoding": "sinusoidal"}, {"n_layer": 1, "n_head": 4}, {"gelu": "none"},
+     {"n_head": 4, "n_kv_head": 2}, {"n_head": 4, "n_kv_head": 1}],
+    ids=["gpt2", "no-bias", "sinusoidal", "four-heads", "exact-gelu", "grouped-query", "multi-query"],
 )
 def test_loss_and_every_gradient_match_torch(float64, kw):
     model, twin = twin_models(**kw)
