@@ -331,6 +331,24 @@ def as_tensor(x: Any, like: Tensor) -> Tensor:
     return Tensor(x)
 
 
+def as_operands(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Both operands as tensors on one device with one dtype. Integers join a float operand's dtype;
+    two different float dtypes are an error rather than a silent (slow) float64 upcast."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{op}: needs at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
+    a = as_tensor(a, b) if isinstance(b, Tensor) else a
+    b = as_tensor(b, a)
+    if a.dtype != b.dtype:
+        fa, fb = a.dtype.kind == "f", b.dtype.kind == "f"
+        if fa and fb:
+            raise TypeError(f"{op}: dtype mismatch, {a.dtype} and {b.dtype}; cast one with .astype()")
+        if fa:
+            b = Tensor._make(b.data.astype(a.dtype), False)
+        elif fb:
+            a = Tensor._make(a.data.astype(b.dtype), False)
+    return a, b
+
+
 def check_same_device(op: str, tensors: Sequence[Tensor]) -> None:
     if len(tensors) > 1:
         t0 = type(tensors[0].data)

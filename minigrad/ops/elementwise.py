@@ -18,7 +18,7 @@ import numpy as np
 from minigrad.autograd import Function
 from minigrad.backend import Array, get_array_module, get_default_dtype
 from minigrad.speed import chunks, library_erf
-from minigrad.tensor import Tensor, as_tensor
+from minigrad.tensor import Tensor, as_operands, as_tensor
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
@@ -32,24 +32,6 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
-
-
-def _operands(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
-    """Both operands as tensors on one device with one dtype. Integers join a float operand's dtype;
-    two different float dtypes are an error rather than a silent (slow) float64 upcast."""
-    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-        raise TypeError(f"{op}: needs at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
-    a = as_tensor(a, b) if isinstance(b, Tensor) else a
-    b = as_tensor(b, a)
-    if a.dtype != b.dtype:
-        fa, fb = a.dtype.kind == "f", b.dtype.kind == "f"
-        if fa and fb:
-            raise TypeError(f"{op}: dtype mismatch, {a.dtype} and {b.dtype}; cast one with .astype()")
-        if fa:
-            b = Tensor._make(b.data.astype(a.dtype), False)
-        elif fb:
-            a = Tensor._make(a.data.astype(b.dtype), False)
-    return a, b
 
 
 # ---- binary ops ---------------------------------------------------------------
@@ -131,28 +113,28 @@ class Where(Function):
 
 
 def add(a: Any, b: Any) -> Tensor:
-    return Add.apply(*_operands("add", a, b))
+    return Add.apply(*as_operands("add", a, b))
 
 
 def sub(a: Any, b: Any) -> Tensor:
-    return Sub.apply(*_operands("sub", a, b))
+    return Sub.apply(*as_operands("sub", a, b))
 
 
 def mul(a: Any, b: Any) -> Tensor:
-    return Mul.apply(*_operands("mul", a, b))
+    return Mul.apply(*as_operands("mul", a, b))
 
 
 def div(a: Any, b: Any) -> Tensor:
-    return Div.apply(*_operands("div", a, b))
+    return Div.apply(*as_operands("div", a, b))
 
 
 def maximum(a: Any, b: Any) -> Tensor:
-    return Maximum.apply(*_operands("maximum", a, b))
+    return Maximum.apply(*as_operands("maximum", a, b))
 
 
 def where(cond: Any, a: Any, b: Any) -> Tensor:
     """Elementwise `cond ? a : b`; cond is a boolean Tensor or array on the same device."""
-    a, b = _operands("where", a, b)
+    a, b = as_operands("where", a, b)
     c = cond.data if isinstance(cond, Tensor) else cond
     if type(c) is not type(a.data):
         raise RuntimeError(f"where: condition is a {type(c).__name__}, values are on {a.device}")
@@ -167,7 +149,7 @@ def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
 
 
 def compare(op: str, a: Any, b: Any) -> Tensor:
-    a, b = _operands(op, a, b)
+    a, b = as_operands(op, a, b)
     xp = get_array_module(a.data)
     fn = {"lt": xp.less, "le": xp.less_equal, "gt": xp.greater, "ge": xp.greater_equal,
           "eq": xp.equal, "ne": xp.not_equal}[op]
@@ -336,7 +318,8 @@ def _gelu_erf_piece(x: Array, y: Array, dydx: Array | None) -> None:
 class GELU(Function):
     """GELU, y = x Phi(x) with Phi the standard normal CDF, in PyTorch's two forms:
     approximate="none" computes Phi from erf (nanoGPT's nn.GELU()), approximate="tanh" is GPT-2's
-    y = x/2 (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi), 1e-3 from the exact form at most.
+    y = x/2 (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi), within 5e-4 of the exact form.
+    simple.gelu composes both forms from primitives.
 
     An MLP's activations are the largest arrays of a GPT. Forward computes dy/dx next to y
     (both need the same intermediate values) and keeps it instead of x, so backward is one

@@ -1,6 +1,7 @@
 """embedding: look up rows of a weight table by integer ids.
 
-Forward is a gather, y[n] = weight[idx[n]]; backward is the matching
+Forward is a gather, y[n] = weight[idx[n]] (its simple twin, simple.embedding,
+is exactly that indexing, whose backward is the generic scatter); backward is the matching
 scatter-add, dweight[idx[n]] += dout[n], where an id that occurs k times
 collects the sum of its k gradients (dweight[idx] += dout would keep only one).
 `add.at(dweight, idx, dout)` says exactly that, but it is a slow generic loop;

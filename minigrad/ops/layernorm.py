@@ -1,7 +1,8 @@
 """layer_norm as one fused op: normalize over the last axis, then scale and shift.
 
-Composed of primitives it would store half a dozen (N, C) arrays; fused, it
-keeps xhat and the per-row rstd. (Not x: a GPT's residual stream then lives
+Its simple twin, simple.layer_norm, is four lines of mean, var, sqrt and
+arithmetic, and keeps half a dozen (N, C) arrays for backward; fused, it keeps
+xhat and the per-row rstd. (Not x: a GPT's residual stream then lives
 only as long as the forward needs it.)
 
 Shapes: x, xhat, y, dout (N..., C); weight, bias (C,); mean, rstd (N..., 1).
@@ -10,61 +11,56 @@ Read next: embedding.py.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from minigrad.autograd import Function
-from minigrad.backend import get_array_module
-from minigrad.ops.matmul import col_sum, row_mean
+from minigrad.backend import Array, get_array_module
+from minigrad.ops.reduce import col_dot, col_sum, row_dot_mean, row_mean
 from minigrad.tensor import Tensor
 
 
-def _row_dot_mean(a: Any, b: Any) -> Any:
-    """mean(a * b) over the last axis, keepdims; einsum reads a and b once and writes no (N, C) temporary."""
-    return get_array_module(a).einsum("...j,...j->...", a, b)[..., None] * (1.0 / a.shape[-1])
-
-
 class LayerNorm(Function):
-    def forward(self, x: Any, *wb: Any, eps: float) -> Any:
+    def forward(self, x: Array, *wb: Array, eps: float) -> Array:
         xp = get_array_module(x)
-        xhat = x - row_mean(x)  # x - mean (N, C)
-        rstd = 1.0 / xp.sqrt(_row_dot_mean(xhat, xhat) + eps)  # (N, 1)
-        xhat *= rstd  # xhat, in place
+        mean = row_mean(x)  # (N, 1)
+        centered = x - mean  # (N, C)
+        var = row_dot_mean(centered, centered)  # (N, 1) mean((x - mean)^2)
+        rstd = 1.0 / xp.sqrt(var + eps)  # (N, 1)
+        xhat = xp.multiply(centered, rstd, out=centered)  # (N, C) (x - mean) * rstd, in centered's buffer
         self.xhat, self.rstd, self.wb = xhat, rstd, wb
         if not wb:
             return xhat
-        y = xhat * wb[0]
+        y = xhat * wb[0]  # (N, C)
         if len(wb) == 2:
             y += wb[1]
         return y
 
-    # Forward, line by line:            Backward, line by line (reverse order):
-    #   xhat = (x - mean) * rstd          dweight = sum_N dout * xhat        (C,)
-    #   y = xhat * weight + bias          dbias   = sum_N dout               (C,)
-    #                                     dxhat   = dout * weight            (N, C)
-    # xhat depends on x directly and through mean and rstd = (var + eps)^-1/2; summing the
-    # three paths (d mean/dx = 1/C, d var/dx = 2 (x - mean)/C) gives, per row,
-    #   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))      (N, C)
-    def backward(self, dout: Any) -> tuple[Any, ...]:
-        xp = get_array_module(dout)
-        xhat = self.xhat
-        grads: list[Any] = [None]
+    # Backward, each line under the forward line it undoes (llm.c's layernorm_backward reads the same):
+    #   y = xhat * weight + bias   =>  dweight = sum_N dout * xhat,  dbias = sum_N dout,  dxhat = dout * weight
+    #   xhat = (x - mean) * rstd   =>  dx: x reaches xhat three ways, one term each (per row, C channels):
+    #     term 1, x itself (mean and rstd held fixed):   rstd * dxhat
+    #     term 2, through mean (d mean/dx_j = 1/C):      -rstd * mean(dxhat)
+    #     term 3, through rstd = (var + eps)^(-1/2), var = mean((x - mean)^2):
+    #             d rstd/dx_j = -rstd^3 (x_j - mean)/C = -rstd^2 xhat_j / C,
+    #             and d loss/d rstd = sum_i dxhat_i (x_i - mean):   -rstd * xhat * mean(dxhat * xhat)
+    #   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))   (N, C)
+    def backward(self, dout: Array) -> tuple[Array | None, ...]:
+        xhat, rstd = self.xhat, self.rstd
+        grads: list[Array | None] = [None]
         dxhat = dout
         if self.wb:
-            c = xhat.shape[-1]  # dweight = sum_N dout * xhat, by einsum: no (N, C) temporary
-            dweight = xp.einsum("ij,ij->j", dout.reshape(-1, c), xhat.reshape(-1, c)) if self.needs_grad[1] else None
-            grads.append(dweight)
+            grads.append(col_dot(dout, xhat) if self.needs_grad[1] else None)  # dweight (C,)
             if len(self.wb) == 2:
-                grads.append(col_sum(dout) if self.needs_grad[2] else None)
-            dxhat = dout * self.wb[0]
+                grads.append(col_sum(dout) if self.needs_grad[2] else None)  # dbias (C,)
+            dxhat = dout * self.wb[0]  # (N, C)
         if self.needs_grad[0]:
-            dx = dxhat - row_mean(dxhat)
-            b = _row_dot_mean(dxhat, xhat)
+            dxhat_mean = row_mean(dxhat)  # (N, 1)
+            dxhat_xhat_mean = row_dot_mean(dxhat, xhat)  # (N, 1)
+            dx = dxhat - dxhat_mean  # terms 1 and 2, before the common factor rstd (N, C)
             if self.reuse_saved and self.wb:  # xhat is ours alone (without weight it is the output too)
-                xhat *= b
+                term3 = get_array_module(xhat).multiply(xhat, dxhat_xhat_mean, out=xhat)  # (N, C) in xhat's buffer
             else:
-                xhat = xhat * b
-            dx -= xhat
-            dx *= self.rstd
+                term3 = xhat * dxhat_xhat_mean  # (N, C)
+            dx -= term3
+            dx *= rstd
             grads[0] = dx
         return tuple(grads)
 

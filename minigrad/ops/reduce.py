@@ -15,7 +15,7 @@ import builtins
 from typing import Any
 
 from minigrad.autograd import Function
-from minigrad.backend import get_array_module
+from minigrad.backend import Array, get_array_module
 from minigrad.tensor import Tensor
 
 
@@ -93,6 +93,38 @@ def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
     for a in axes:
         n *= shape[a]
     return n
+
+
+# ---- row and column sums of arrays, for the fused ops' backwards ----------------------
+# Done as matrix-vector products (or einsum): BLAS runs them several times faster than
+# a.sum(axis) (measured: 4x for (4096, 384) on 2 cores), and no (N, C) temporary is written.
+
+
+def row_mean(a: Array) -> Array:
+    """Mean over the last axis, keepdims: (N..., C) -> (N..., 1)."""
+    c = a.shape[-1]
+    ones = get_array_module(a).full(c, 1.0 / c, dtype=a.dtype)
+    return (a.reshape(-1, c) @ ones).reshape(a.shape[:-1] + (1,))
+
+
+def row_dot_mean(a: Array, b: Array) -> Array:
+    """mean(a * b) over the last axis, keepdims: (N..., C), (N..., C) -> (N..., 1)."""
+    return get_array_module(a).einsum("...j,...j->...", a, b)[..., None] * (1.0 / a.shape[-1])
+
+
+def col_sum(a: Array) -> Array:
+    """Sum over every axis but the last: (N..., C) -> (C,)."""
+    rows = a.reshape(-1, a.shape[-1])
+    return get_array_module(a).ones(rows.shape[0], dtype=a.dtype) @ rows
+
+
+def col_dot(a: Array, b: Array) -> Array:
+    """sum(a * b) over every axis but the last: (N..., C), (N..., C) -> (C,)."""
+    c = a.shape[-1]
+    return get_array_module(a).einsum("ij,ij->j", a.reshape(-1, c), b.reshape(-1, c))
+
+
+# ---- the ops -------------------------------------------------------------------------
 
 
 def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:

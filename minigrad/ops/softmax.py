@@ -1,8 +1,9 @@
 """softmax, log_softmax and cross_entropy, each one fused op with its own backward.
 
-Composing softmax from exp, sum and div would work but store three arrays and
-lose precision; the fused forms subtract the row max first (softmax is
-unchanged by a shift, and exp can no longer overflow) and have short backwards.
+Read their simple twins first (simple.softmax, simple.log_softmax,
+simple.cross_entropy): composed from max, exp, sum, log and indexing, they keep
+every intermediate array for backward. The fused forms keep one (N, V) array
+each and have short backwards, derived below.
 
 Shapes: x, y, dout (..., V) with the softmax taken over `axis` (default last);
 cross_entropy takes logits (N, V) and integer targets (N,).
@@ -36,7 +37,7 @@ class Softmax(Function):
     # vector-Jacobian product is  dx_j = sum_i dout_i y_i (delta_ij - y_j)
     #                                  = y_j (dout_j - sum_i dout_i y_i):
     #   dx = y * (dout - sum(dout * y, axis))
-    # (the T x T Jacobian is never built). Note sum(y) = 1 always, so a constant dout gives dx = 0.
+    # (the V x V Jacobian is never built). Note sum(y) = 1 always, so a constant dout gives dx = 0.
     def backward(self, dout: Any) -> tuple[Any]:
         y = self.y
         return (y * (dout - (dout * y).sum(axis=self.axis, keepdims=True)),)

@@ -1,0 +1,80 @@
+"""The fused ops written the simple way: a few lines of primitives each, to read before the fast ones.
+
+Every function here computes what its fused twin in ops/ computes (tests/test_simple.py proves
+values and gradients equal, in float64, on every backend), but is built from ops already met
+(exp, sum, mean, var, indexing, matmul), so its backward comes for free from theirs. The fused
+versions exist because these keep every intermediate array for backward and make one pass over
+memory per line; each fused op's module says what it saves instead and derives its backward.
+
+    simple                     fused
+    linear(x, w, b)            ops/matmul.py        Linear
+    softmax, log_softmax       ops/softmax.py       Softmax, LogSoftmax
+    cross_entropy              ops/softmax.py       CrossEntropy
+    layer_norm                 ops/layernorm.py     LayerNorm
+    gelu                       ops/elementwise.py   GELU
+    embedding                  ops/embedding.py     Embedding
+
+Shapes: x (..., C) with the op over the last axis; logits (N, V), targets (N,); weight,
+bias (C,) for layer_norm; w (out, in), b (out,) for linear; table (V, C) for embedding.
+
+Leaves out: attention (its simple twin sits beside the fused op in ops/attention.py).
+
+Read next: ops/elementwise.py, where the fused ops begin.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from minigrad.backend import get_array_module
+from minigrad.ops.elementwise import erf
+from minigrad.tensor import Tensor
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    y = x @ w.T  # (..., out) = (..., in) @ (in, out)
+    return y if b is None else y + b
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    # Subtracting the row max changes nothing (softmax(x - c) = softmax(x)) but keeps exp from
+    # overflowing; the max is a constant to backward (detach), since the result does not depend on it.
+    e = (x - x.max(axis, keepdims=True).detach()).exp()
+    return e / e.sum(axis, keepdims=True)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    shifted = x - x.max(axis, keepdims=True).detach()
+    return shifted - shifted.exp().sum(axis, keepdims=True).log()  # x_i - log sum_j e^x_j
+
+
+def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
+    """Mean of -log p(target) over the rows whose target is not ignore_index."""
+    t = targets.data if isinstance(targets, Tensor) else targets
+    xp = get_array_module(t)
+    rows = xp.flatnonzero(t != ignore_index)  # (M,) the rows that count
+    logp = log_softmax(logits)[rows]  # (M, V)
+    nll = -logp[xp.arange(len(rows)), t[rows]].mean()  # -log p of each row's target, averaged
+    if not label_smoothing:
+        return nll
+    # the target is (1 - eps) onehot + eps / V: mix in -log p averaged over the classes too
+    return (1 - label_smoothing) * nll - label_smoothing * logp.mean()
+
+
+def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    mean = x.mean(-1, keepdims=True)  # (..., 1)
+    var = x.var(-1, keepdims=True, correction=0)  # (..., 1) the biased variance, as PyTorch normalizes
+    xhat = (x - mean) / (var + eps).sqrt()  # (..., C) mean 0, variance 1 along the last axis
+    y = xhat if weight is None else xhat * weight
+    return y if bias is None else y + bias
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    if approximate == "tanh":  # GPT-2's approximation
+        c = math.sqrt(2 / math.pi)
+        return 0.5 * x * (1 + (c * (x + 0.044715 * x**3)).tanh())
+    return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))  # x Phi(x), Phi the standard normal CDF
+
+
+def embedding(idx: Any, table: Tensor) -> Tensor:
+    return table[idx]  # (..., C): row idx[n] of the table for each id
