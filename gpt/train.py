@@ -127,8 +127,9 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
-class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM stopped training after ckpt.npz was saved; the message says how to resume."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped training after ckpt.npz was saved; the message says how to resume.
+    A KeyboardInterrupt, so that `except Exception` does not swallow it."""
 
     def __init__(self, message: str, signum: int, it: int) -> None:
         super().__init__(message)
@@ -447,8 +448,11 @@ def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | N
 
 
 def _write(log: Any, record: dict[str, Any]) -> None:
-    log.write(json.dumps(record) + "\n")
-    log.flush()
+    try:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    except OSError as e:  # a full disk: say which file
+        raise OSError(e.errno, f"could not write {log.name!r} ({e.strerror or e})") from None
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, Tokenizer, dict[str, Any]]:

@@ -63,6 +63,9 @@ def test_a_signal_saves_says_how_to_resume_and_the_resume_is_exact(tmp_path, mon
     continues exactly as if there had been no interruption."""
     proc = start_training(tmp_path, "out", "--max_iters", "100000", "--eval_interval", "1000")
     wait_for_steps(proc, tmp_path / "out" / "log.jsonl", 3)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "input.txt", "--out_dir", "out", *TINY]) == 1  # a second run in its folder
+    assert f"'out' is in use by another training run (pid {proc.pid}" in capsys.readouterr().err
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == status, stderr
@@ -75,7 +78,6 @@ def test_a_signal_saves_says_how_to_resume_and_the_resume_is_exact(tmp_path, mon
     assert [i for i, _ in losses(tmp_path / "out")] == list(range(1, stopped + 1))  # every finished step kept
     assert not (tmp_path / "out" / "train.lock").exists()
 
-    monkeypatch.chdir(tmp_path)
     command = match[2].split()[3:] + ["--max_iters", str(stopped + 3), "--no-progress"]
     assert main(command) == 0  # the printed command, with more iterations: every other setting from the checkpoint
     assert f"resuming from iteration {stopped} of out/ckpt.npz" in capsys.readouterr().out

@@ -22,5 +22,5 @@ def test_train_flags_named_in_the_readme_exist(capsys):
     help_text = capsys.readouterr().out
     named = set(re.findall(r"gpt train[^\n]*", README)) | set(re.findall(r"`(--[a-z_]+)", README))
     flags = {f for line in named for f in re.findall(r"--[a-z_]+", line)}
-    flags -= {"--vs", "--profile", "--iters", "--warmup", "--prompt", "--ckpt"}  # bench and sample flags
+    flags -= {"--vs", "--profile", "--iters", "--warmup", "--json", "--prompt", "--ckpt"}  # bench and sample flags
     assert flags and all(f in help_text for f in flags), [f for f in flags if f not in help_text]
