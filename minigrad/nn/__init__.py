@@ -1,13 +1,23 @@
 """Neural-network building blocks with PyTorch's names and layouts.
 
-Reading order: module.py (Module, Parameter, containers), layers.py, utils.py (gradient clipping),
-lora.py (low-rank adapters for fine-tuning).
+Reading order: module.py (Module, Parameter, containers), layers.py, attention.py (MultiheadAttention),
+transformer.py (the encoder-decoder Transformer), utils.py (gradient clipping), lora.py (low-rank
+adapters for fine-tuning).
 """
 from minigrad.nn import utils
+from minigrad.nn.attention import MultiheadAttention
 from minigrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Tanh
 from minigrad.nn.lora import LoRALinear, apply_lora, lora_state_dict, load_lora_state_dict, merge_lora, unmerge_lora
 from minigrad.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from minigrad.nn.transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear", "Embedding", "LayerNorm",
            "Dropout", "GELU", "ReLU", "Tanh", "utils", "LoRALinear", "apply_lora", "lora_state_dict",
-           "load_lora_state_dict", "merge_lora", "unmerge_lora"]
+           "load_lora_state_dict", "merge_lora", "unmerge_lora", "MultiheadAttention", "TransformerEncoderLayer",
+           "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder", "Transformer"]

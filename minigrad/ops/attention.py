@@ -69,8 +69,16 @@ def scaled_dot_product_attention_simple(
     """The attention below, composed of matmul, masked_fill, softmax and dropout, whose backward
     passes the engine chains. It keeps every (B, H, Tq, Tk) intermediate; the fused op does not.
     Tests prove the two equal in value and gradient."""
-    q, k, v = query, key, value
-    _check(q, k, v, attn_mask, dropout_p, is_causal)
+    _check(query, key, value, attn_mask, dropout_p, is_causal)
+    P = attention_weights_simple(query, key, attn_mask, is_causal, scale)  # (B, H, Tq, Tk)
+    return dropout(P, dropout_p) @ value  # (B, H, Tq, Dv)
+
+
+def attention_weights_simple(
+    q: Tensor, k: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False, scale: float | None = None
+) -> Tensor:
+    """P = softmax(q @ k^T * scale + mask) (B, H, Tq, Tk), rows of queries that see no key 0.
+    nn.MultiheadAttention uses it when it must return the weights (need_weights=True)."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     xp = get_array_module(q.data)
     S = (q @ k.transpose(-2, -1)) * scale  # (B, H, Tq, Tk)
@@ -83,8 +91,7 @@ def scaled_dot_product_attention_simple(
         S = S + attn_mask  # a float mask is added
     dead = xp.isneginf(S.data).all(axis=-1, keepdims=True)  # (B, H, Tq, 1): queries that see no key
     S = masked_fill(S, dead, 0.0)  # a finite row, so softmax (and its backward) stays finite there
-    P = masked_fill(softmax(S), dead, 0.0)  # (B, H, Tq, Tk), rows of dead queries 0
-    return dropout(P, dropout_p) @ v  # (B, H, Tq, Dv)
+    return masked_fill(softmax(S), dead, 0.0)  # (B, H, Tq, Tk), rows of dead queries 0
 
 
 # ---- the fused op -----------------------------------------------------------------------------
