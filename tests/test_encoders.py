@@ -1,0 +1,115 @@
+"""The encoder of the encoder examples (examples/encoder.py) and the ViT on digits: gradients, masks,
+patches, bad input, and (slow) the target the README states. BERT: test_bert.py."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minigrad
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+from encoder import Encoder  # noqa: E402
+import vit_digits  # noqa: E402
+from vit_digits import ViT, patchify  # noqa: E402
+
+
+def randomize(model, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    for p in model.parameters():
+        p.data[...] = rng.normal(0.0, 0.3, p.shape) + (1.0 if p.ndim == 1 else 0.0)
+    return model
+
+
+def run_example(name: str, *args: str, timeout: int) -> dict:
+    out = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---- the encoder --------------------------------------------------------------------------------
+
+
+def test_encoder_gradcheck_with_padding(device, float64):
+    enc = randomize(Encoder(n_layer=2, d_model=8, n_head=2, dim_feedforward=16)).to(device)
+    x = minigrad.tensor(np.random.default_rng(1).normal(size=(2, 5, 8)), device=device, requires_grad=True)
+    pad = minigrad.tensor(np.array([[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]], dtype=bool), device=device)
+    assert minigrad.gradcheck(lambda x, *_: enc(x, pad), [x] + list(enc.parameters()), fast_mode=True)
+
+
+def test_padding_is_never_looked_at_and_every_position_sees_the_future(float64):
+    enc = randomize(Encoder(n_layer=2, d_model=8, n_head=2, dim_feedforward=16))
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1, 5, 8))
+    pad = minigrad.tensor(np.array([[0, 0, 0, 1, 1]], dtype=bool))
+    y = enc(minigrad.tensor(x), pad).numpy()
+    x2 = x.copy()
+    x2[0, 3:] = rng.normal(size=(2, 8))  # other padding
+    np.testing.assert_allclose(enc(minigrad.tensor(x2), pad).numpy()[0, :3], y[0, :3], rtol=1e-12)
+    x3 = x.copy()
+    x3[0, 2] += rng.normal(size=8)  # the last real position changes: the first one (bidirectional) changes too
+    assert not np.allclose(enc(minigrad.tensor(x3), pad).numpy()[0, 0], y[0, 0])
+
+
+# ---- the ViT ------------------------------------------------------------------------------------
+
+
+def test_patches_are_taken_in_reading_order():
+    img = np.arange(16.0).reshape(1, 4, 4)
+    p = patchify(img, 2)
+    assert p.shape == (1, 4, 4)
+    np.testing.assert_array_equal(p[0, 0], [0, 1, 4, 5])
+    np.testing.assert_array_equal(p[0, 1], [2, 3, 6, 7])
+    np.testing.assert_array_equal(p[0, 3], [10, 11, 14, 15])
+
+
+def test_vit_gradcheck(device, float64):
+    model = randomize(ViT(image_size=4, patch_size=2, n_classes=3, d_model=8, n_head=2, n_layer=1)).to(device)
+    rng = np.random.default_rng(0)
+    images, labels = rng.normal(size=(3, 4, 4)), np.array([0, 2, 1])
+    assert minigrad.gradcheck(lambda *_: model(images, labels)[1], list(model.parameters()), fast_mode=True)
+
+
+def test_vit_cls_attention_is_a_distribution_over_patches():
+    model = ViT(image_size=8, patch_size=2, d_model=16, n_head=2, n_layer=1)
+    attn = model.cls_attention(np.random.default_rng(0).random((2, 8, 8)).astype(np.float32))
+    assert attn.shape == (2, 4, 4) and np.all(attn.sum(axis=(1, 2)) < 1.0) and np.all(attn > 0)
+
+
+@pytest.mark.parametrize("images, labels, match", [
+    (np.zeros((2, 8, 8)), [0, 10], r"labels must be 2 class ids in \[0, 10\), got shape \(2,\), range \[0, 10\]"),
+    (np.zeros((2, 8, 8)), [-1, 3], r"range \[-1, 3\]"),
+    (np.zeros((2, 9, 9)), None, "images must be 8x8 .*got 9x9"),
+    (np.zeros((2, 8)), None, r"images must be \(B, S, S\)"),
+])
+def test_vit_bad_input(images, labels, match):
+    model = ViT(image_size=8, patch_size=2, d_model=8, n_head=2, n_layer=1)
+    with pytest.raises(ValueError, match=match):
+        model(images.astype(np.float32), None if labels is None else np.array(labels))
+
+
+def test_patch_size_must_divide_the_image():
+    with pytest.raises(ValueError, match="image size 8 is not divisible by patch size 3"):
+        ViT(image_size=8, patch_size=3)
+    with pytest.raises(ValueError, match="image size 9x9 is not divisible by patch size 2"):
+        patchify(np.zeros((1, 9, 9)), 2)
+
+
+def test_vit_digits_runs_a_few_steps():
+    pytest.importorskip("sklearn")
+    r = vit_digits.main(["--minutes", "1", "--max_steps", "3", "--n_layer", "1", "--no-baselines"])
+    assert r["steps"] == 3 and 0 <= r["test_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_vit_digits_reaches_its_target():
+    """The README's target: >= 0.97 test accuracy after the 5-minute budget (about 6 minutes in all)."""
+    pytest.importorskip("sklearn")
+    r = run_example("vit_digits.py", "--minutes", "5", timeout=900)
+    assert r["test_accuracy"] >= 0.97, r
