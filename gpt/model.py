@@ -23,6 +23,7 @@ import minigrad
 import minigrad.functional as F
 from minigrad import nn
 from minigrad.ops.attention import causal_mask
+from minigrad.ops.embedding import check_ids
 from minigrad.tensor import Tensor
 
 
@@ -194,7 +195,8 @@ class GPT(nn.Module):
         """idx (B, T) token ids -> (logits, loss). With targets (B, T): logits (B, T, V) and the mean
         cross-entropy. Without: logits for the last position only, (B, 1, V), and loss None.
         `cache` (one dict per layer) holds keys and values of earlier positions while sampling."""
-        idx = idx if isinstance(idx, Tensor) else Tensor(idx, device=self.lm_head.weight.device)
+        if not isinstance(idx, Tensor):  # ids from the host: checked here, where that costs no wait for a GPU
+            idx = Tensor(check_ids(np.asarray(idx), self.config.vocab_size, "GPT"), device=self.lm_head.weight.device)
         if idx.ndim != 2:
             raise ValueError(f"GPT: idx must be (B, T) token ids, got shape {idx.shape}")
         B, T = idx.shape

@@ -417,12 +417,12 @@ def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | N
                 for _ in range(cfg.grad_accum):
                     _, loss = model(*batches.sample("train", cfg.device))
                     (loss / cfg.grad_accum).backward()
-                    loss_sum += loss.item()
+                    loss_sum = loss_sum + loss.data  # on the device: read once per step (a read waits for the GPU)
                 t_comm = time.perf_counter()
                 distributed.allreduce_grads(optimizer, comm)  # every rank: the mean gradient of the global batch
                 t_comm = time.perf_counter() - t_comm
                 norm = clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # the norm; clipped unless grad_clip is 0
-                train_loss, signalled = comm.average([loss_sum / cfg.grad_accum, float(stop.signum is not None)])
+                train_loss, signalled = comm.average([float(loss_sum) / cfg.grad_accum, float(stop.signum is not None)])
                 stopping = signalled > 0
                 if not (math.isfinite(train_loss) and math.isfinite(norm)):
                     raise TrainingDiverged(

@@ -32,6 +32,12 @@ def device(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(params=[d for d in DEVICES if d != "cpu"] or [pytest.param("none", marks=pytest.mark.skip("no device"))])
+def gpu_device(request: pytest.FixtureRequest) -> str:
+    """Each device but the CPU: fakegpu, and cuda when present."""
+    return request.param
+
+
 @pytest.fixture
 def float64():
     """Run the test with float64 as the default dtype (gradient checks need it)."""

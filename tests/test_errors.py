@@ -81,6 +81,11 @@ CASES = {
         lambda d: (ones(2, 3, device=d, requires_grad=True) * 2).backward(),
         RuntimeError, r"needs a scalar, this tensor has shape \(2, 3\)",
     ),
+}
+
+# Ids and targets are checked where reading them costs nothing: in NumPy arrays on the host. On a
+# GPU the check would make the CPU wait for the GPU at every call (see test_gpt_train's sync budget).
+HOST_CHECKED = {
     "embedding id too large": (
         lambda d: F.embedding(ids([0, 5], d), ones(5, 3, device=d)),
         IndexError, r"embedding: id 5 is out of range .* 5 rows",
@@ -100,6 +105,28 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("case", HOST_CHECKED)
+def test_ids_on_the_host_are_checked(case):
+    fn, error, match = HOST_CHECKED[case]
+    with pytest.raises(error, match=match):
+        fn("cpu")
+
+
+@pytest.mark.parametrize("bad", [3, -2])
+def test_a_bad_target_on_a_device_makes_the_loss_nan(gpu_device, bad):
+    """Without waiting for the GPU: the training loop's NaN guard then stops the run."""
+    loss = F.cross_entropy(ones(2, 3, device=gpu_device), ids([0, bad], gpu_device))
+    assert np.isnan(loss.item())
+    good = F.cross_entropy(ones(2, 3, device=gpu_device), ids([0, -100], gpu_device))
+    np.testing.assert_allclose(good.item(), np.log(3), rtol=1e-6)
+
+
+def test_strict_backend_refuses_a_bad_embedding_id():
+    """CuPy would read a wrapped-around row; the strict test backend raises instead."""
+    with pytest.raises(IndexError, match="wrap it around silently"):
+        F.embedding(ids([0, 5], "fakegpu"), ones(5, 3, device="fakegpu"))
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_error_names_what_was_wrong(device, case):
     fn, error, match = CASES[case]
@@ -108,11 +135,11 @@ def test_error_names_what_was_wrong(device, case):
 
 
 @pytest.mark.parametrize("op", [operator.add, operator.mul, operator.matmul], ids=["add", "mul", "matmul"])
-def test_device_mix_names_both_devices(op):
-    a, b = minigrad.ones(2, 2, device="cpu"), minigrad.ones(2, 2, device="fakegpu")
-    with pytest.raises(RuntimeError, match="one device, found cpu and fakegpu"):
+def test_device_mix_names_both_devices(op, gpu_device):
+    a, b = minigrad.ones(2, 2, device="cpu"), minigrad.ones(2, 2, device=gpu_device)
+    with pytest.raises(RuntimeError, match=f"one device, found cpu and {gpu_device}"):
         op(a, b)
-    with pytest.raises(RuntimeError, match="one device, found fakegpu and cpu"):
+    with pytest.raises(RuntimeError, match=f"one device, found {gpu_device} and cpu"):
         op(b, a)
 
 

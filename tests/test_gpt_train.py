@@ -108,10 +108,10 @@ def test_resume_is_exact(tmp_path, stop, grad_accum):
     assert opt_a["step"] == opt_b["step"] == 24
 
 
-def test_resume_is_exact_on_fakegpu_without_dropout(tmp_path):
+def test_resume_is_exact_on_a_device_without_dropout(tmp_path, gpu_device):
     """Off the CPU the checkpoint holds no RNG state for the device (CuPy's generator state is not
     JSON), so there resume is exact only without dropout; model, optimizer and data still are."""
-    kw = dict(device="fakegpu", dropout=0.0, lr_decay_iters=16, eval_interval=8)
+    kw = dict(device=gpu_device, dropout=0.0, lr_decay_iters=16, eval_interval=8)
     train(config(tmp_path, max_iters=16, out_dir=str(tmp_path / "straight"), **kw))
     train(config(tmp_path, max_iters=8, out_dir=str(tmp_path / "resumed"), **kw))
     train(config(tmp_path, max_iters=16, out_dir=str(tmp_path / "resumed"), resume=True, **kw))

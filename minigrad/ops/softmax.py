@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
 from minigrad.tensor import Tensor, check_same_device
@@ -60,18 +62,21 @@ class CrossEntropy(Function):
     def forward(self, logits: Any, targets: Any, ignore_index: int, label_smoothing: float) -> Any:
         xp = get_array_module(logits)
         n, v = logits.shape
-        valid = targets != ignore_index  # (N,)
-        safe = xp.where(valid, targets, 0)  # ignored rows read class 0, then get weight 0
+        used = targets != ignore_index  # (N,)
+        in_range = (targets >= 0) & (targets < v)  # (N,) checked on the host; on a GPU a bad target gives NaN
+        ok = used & in_range
+        safe = xp.where(ok, targets, 0)  # ignored rows read class 0, then get weight 0
         shifted, lse = _log_sum_exp(logits, axis=1)  # (N, V), (N, 1)
         logp_target = shifted[xp.arange(n), safe] - lse[:, 0]  # (N,)
-        self.count = int(valid.sum())
-        self.weight = valid.astype(logits.dtype) / max(self.count, 1)  # (N,) 1/count or 0
+        count = ok.sum(dtype=logits.dtype)  # stays on the device: reading it would make the CPU wait for the GPU
+        self.weight = ok.astype(logits.dtype) / xp.maximum(count, 1)  # (N,) 1/count or 0
         self.p, self.safe, self.eps = xp.exp(shifted - lse), safe, label_smoothing  # softmax (N, V)
         if label_smoothing:  # the target is (1 - eps) onehot(t) + eps / V: mix in the mean log p
             logp_mean = shifted.mean(axis=1) - lse[:, 0]  # (N,) (1/V) sum_v log p_v
             logp_target = (1 - label_smoothing) * logp_target + label_smoothing * logp_mean
         loss = -(logp_target * self.weight).sum()
-        return loss if self.count else loss * xp.nan  # mean over no targets is NaN, as in PyTorch
+        undefined = (count == 0) | (used & ~in_range).any()  # a mean over no targets is NaN, as in PyTorch
+        return loss + xp.where(undefined, xp.nan, 0.0).astype(loss.dtype)
 
     # loss = -(1/count) sum_n sum_v q_nv log softmax(logits_n)_v over rows n with t_n != ignore_index,
     # q_n = (1 - eps) onehot(t_n) + eps / V  (q_n = onehot(t_n) without label smoothing).
@@ -109,9 +114,8 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100, label_
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     td = t.data
-    xp = get_array_module(td)
-    bad = (td != ignore_index) & ((td < 0) | (td >= logits.shape[1]))
-    if bool(bad.any()):
-        first = int(td[xp.argmax(bad)])
-        raise IndexError(f"cross_entropy: target {first} is out of range for {logits.shape[1]} classes")
+    if isinstance(td, np.ndarray):  # on the host: free to check (on a GPU, see CrossEntropy.forward)
+        bad = (td != ignore_index) & ((td < 0) | (td >= logits.shape[1]))
+        if bad.any():
+            raise IndexError(f"cross_entropy: target {td[bad][0]} is out of range for {logits.shape[1]} classes")
     return CrossEntropy.apply(logits, targets=td, ignore_index=ignore_index, label_smoothing=float(label_smoothing))

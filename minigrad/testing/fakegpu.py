@@ -1,31 +1,162 @@
 """A test-only backend, device "fakegpu", that fails where code written for NumPy would fail on CuPy.
 
-Its arrays wrap NumPy arrays on the host but refuse, like CuPy's, to turn into
-NumPy arrays implicitly: `np.asarray(a)`, `np.exp(a)`, `np.sum(a)`,
-`a + numpy_array` and indexing with a NumPy array all raise TypeError. These
-are exactly the mistakes that pass on CPU and break on a GPU, so running the
-whole test suite on this backend proves that the engine takes its array
-module from the data (`get_array_module`) everywhere. It cannot tell whether a
-NumPy function exists in CuPy too (it offers them all): keep to the common ones.
-It is slower than NumPy and never used outside tests.
+Its arrays wrap NumPy arrays on the host and behave as strictly as CuPy's:
+- They refuse to turn into NumPy arrays implicitly: `np.asarray(a)`, `np.exp(a)`,
+  `np.sum(a)`, `a + numpy_array` and indexing with a NumPy array raise TypeError.
+- `xp` offers only the names CuPy has, functions take only the keyword arguments (and
+  as many positional ones) as CuPy's, arrays and `xp.random.default_rng()` generators
+  only CuPy's methods and attributes, and a ufunc only the methods (reduce, accumulate,
+  reduceat, outer, at) that CuPy supports for it. All of it is read from cupy_api.json,
+  which `python -m minigrad.testing.cupy_api` writes from an installed CuPy.
+- Where CuPy silently differs from NumPy it raises or does as CuPy does: an out-of-bounds
+  integer index raises IndexError (CuPy would wrap it around), and `add.reduceat` runs
+  CuPy's algorithm (differences of a cumulative sum, far less precise in float32).
+- It counts device-to-host synchronisations: reading a value on the host (`bool`, `int`,
+  `float`, `.item()`, `.get()`, `.tolist()`, `asnumpy`) and ops whose output size depends
+  on the data (`nonzero`, `flatnonzero`, `argwhere`, `unique`, boolean-mask indexing),
+  which CuPy can only size by waiting for the GPU. `record()` lists them, and counts the
+  array operations (each a kernel launch, roughly, on a GPU).
+So running the test suite on this backend proves the engine takes its array module from
+the data everywhere and uses nothing CuPy lacks. It is slower than NumPy and never used
+outside tests.
 
     import minigrad.testing.fakegpu  # registers the device
     x = minigrad.Tensor([1.0, 2.0], device="fakegpu")
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
 import types
-from typing import Any
+import weakref
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
 from minigrad.backend import Backend, register_backend
 
+API = json.loads(Path(__file__).with_name("cupy_api.json").read_text())
+CUPY = f"CuPy {API['cupy_version']}"
 _EXPLICIT_COPIES = {"asarray", "array", "ascontiguousarray"}  # host -> "device" is allowed when asked for
+_SIZED_BY_DATA = {"nonzero", "flatnonzero", "argwhere", "unique"}  # CuPy waits for the GPU to size the output
+
+
+# ---- recording synchronisations and operations ------------------------------------------------
+
+
+class Record:
+    """What the code run inside `record()` asked of the "device"."""
+
+    def __init__(self) -> None:
+        self.syncs: list[str] = []  # one line per device-to-host synchronisation: what and where
+        self.ops: Counter[str] = Counter()  # array operations (kernel launches on a GPU), by name
+
+    def __repr__(self) -> str:
+        return f"Record({len(self.syncs)} syncs, {sum(self.ops.values())} ops)"
+
+
+_records: list[Record] = []
+
+
+@contextlib.contextmanager
+def record() -> Iterator[Record]:
+    """Count what the fakegpu arrays do inside the `with` block:
+
+        with fakegpu.record() as rec:
+            train_step()
+        assert len(rec.syncs) <= 2, rec.syncs
+    """
+    rec = Record()
+    _records.append(rec)
+    try:
+        yield rec
+    finally:
+        _records.remove(rec)
+
+
+def _caller() -> str:
+    """file:line of the first frame outside this module (where the sync was asked for)."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename == __file__:
+        f = f.f_back
+    return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else "?"
+
+
+def _sync(what: str) -> None:
+    if _records:
+        where = f"{what} at {_caller()}"
+        for r in _records:
+            r.syncs.append(where)
+
+
+def _op(name: str) -> None:
+    for r in _records:
+        r.ops[name] += 1
+
+
+# ---- checking calls against CuPy's API ----------------------------------------------------------
+
+
+def _check_call(name: str, rules: dict[str, Any], args: tuple, kwargs: dict) -> None:
+    allowed, most = rules.get("keywords"), rules.get("positional")
+    if allowed is not None:
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise TypeError(f"{name}() in {CUPY} takes no keyword argument {unknown[0]!r} (it takes {allowed})")
+    if most is not None and len(args) > most:
+        raise TypeError(f"{name}() in {CUPY} takes at most {most} positional arguments, got {len(args)}")
+
+
+def _check_bounds(shape: tuple[int, ...], key: Any) -> None:
+    """IndexError for an integer index outside [-n, n) of its axis: NumPy raises, but CuPy wraps
+    it around silently and reads the wrong element, so a test must fail here."""
+    parts = key if isinstance(key, tuple) else (key,)
+    n_axes = sum(p.ndim if getattr(p, "dtype", None) == bool else 0 if p is None or p is Ellipsis else 1 for p in parts)
+    axis = 0
+    for p in parts:
+        if p is Ellipsis:
+            axis += len(shape) - n_axes
+        elif p is None:
+            continue
+        elif isinstance(p, np.ndarray) and p.dtype == bool:
+            axis += p.ndim
+        else:
+            if isinstance(p, np.ndarray) and p.dtype.kind in "iu" and p.size and axis < len(shape):
+                n = shape[axis]
+                bad = p[(p < -n) | (p >= n)]
+                if bad.size:
+                    raise IndexError(
+                        f"index {bad.flat[0]} is out of bounds for axis {axis} with size {n} "
+                        f"(fakegpu raises; {CUPY} would wrap it around silently)"
+                    )
+            axis += 1
+
+
+def _cupy_add_reduceat(a: np.ndarray, indices: Any, axis: int = 0, dtype: Any = None, out: Any = None) -> np.ndarray:
+    """CuPy's add.reduceat (`_add_reduceat` in cupy/_core/_routines_indexing.pyx): a cumulative
+    sum along the axis, then differences of it at the indices. In float32 a segment's sum loses
+    the precision of the whole running total before it, where NumPy sums each segment alone."""
+    axis = axis % a.ndim
+    indices = np.append(indices, a.shape[axis])
+    shape = [1 if i == axis else n for i, n in enumerate(a.shape)]
+    acc = a.cumsum(axis, dtype)
+    acc = np.append(np.zeros(shape, acc.dtype), acc, axis)
+    mask = (indices[:-1] >= indices[1:]).reshape(-1, *([1] * (a.ndim - axis - 1)))
+    res = np.where(mask, a.take(indices[:-1], axis), acc.take(indices[1:], axis) - acc.take(indices[:-1], axis))
+    if out is not None:
+        out[...] = res
+        return out
+    return res
+
+
+# ---- the array ------------------------------------------------------------------------------------
 
 
 class FakeGPUArray:
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "__weakref__")
     __array_ufunc__ = None  # NumPy ufuncs and ndarray operators give up on us: np.exp(a), x_np + a raise
 
     def __init__(self, a: np.ndarray) -> None:
@@ -37,22 +168,39 @@ class FakeGPUArray:
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         raise TypeError(f"numpy.{func.__name__} called on a fakegpu array; take xp from get_array_module(x)")
 
-    def get(self) -> np.ndarray:
+    def get(self, stream: Any = None, order: str = "C", out: Any = None, blocking: bool = True) -> np.ndarray:
         """An explicit copy to the host, as cupy.ndarray.get()."""
+        _sync("get()")
         return self._a.copy()
 
     def __getattr__(self, name: str) -> Any:
         if name == "_a":  # during copy/unpickling, before __init__ ran
             raise AttributeError(name)
-        if name.startswith("__array"):  # __array_interface__/__array_struct__ would let NumPy read the host copy
-            raise AttributeError(name)
-        return _wrap_attr(getattr(self._a, name))
+        if name == "base":  # the same object each time, as CuPy's (the array whose memory this one views)
+            return _same_wrapper(self._a.base)
+        if name in API["ndarray"]["attributes"] and hasattr(self._a, name):
+            return _wrap(getattr(self._a, name))
+        rules = API["ndarray"]["methods"].get(name)
+        if rules is None or not hasattr(self._a, name):
+            why = "fakegpu does not emulate it" if rules is not None else f"{CUPY}'s ndarray has no such attribute"
+            raise AttributeError(f"'ndarray' attribute {name!r}: {why}")
+        if name in ("item", "tolist"):
+            _sync(f".{name}()")
+        return _Function(getattr(self._a, name), rules, f"ndarray.{name}")
 
     def __getitem__(self, key: Any) -> Any:
-        return _wrap(self._a[_unwrap(key, "indexing")])
+        key = _unwrap(key, "indexing")
+        _check_bounds(self._a.shape, key)
+        if any(getattr(p, "dtype", None) == bool for p in (key if isinstance(key, tuple) else (key,))):
+            _sync("boolean-mask indexing")
+        _op("getitem")
+        return _wrap(self._a[key])
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._a[_unwrap(key, "indexing")] = _unwrap(value, "assignment")
+        key = _unwrap(key, "indexing")
+        _check_bounds(self._a.shape, key)
+        _op("setitem")
+        self._a[key] = _unwrap(value, "assignment")
 
     def __len__(self) -> int:
         return len(self._a)
@@ -61,12 +209,15 @@ class FakeGPUArray:
         return (_wrap(row) for row in self._a)
 
     def __bool__(self) -> bool:
+        _sync("bool()")
         return bool(self._a)
 
     def __float__(self) -> float:
+        _sync("float()")
         return float(self._a)
 
     def __int__(self) -> int:
+        _sync("int()")
         return int(self._a)
 
     def __repr__(self) -> str:
@@ -83,6 +234,7 @@ class FakeGPUArray:
 
 def _binary(name: str) -> Any:
     def op(self: FakeGPUArray, other: Any) -> Any:
+        _op(name)
         return _wrap(getattr(self._a, name)(_unwrap(other, name)))
 
     op.__name__ = name
@@ -91,6 +243,7 @@ def _binary(name: str) -> Any:
 
 def _inplace(name: str) -> Any:
     def op(self: FakeGPUArray, other: Any) -> Any:
+        _op(name)
         getattr(self._a, name)(_unwrap(other, name))
         return self  # like NumPy and CuPy, x += y keeps the same array object
 
@@ -100,6 +253,7 @@ def _inplace(name: str) -> Any:
 
 def _unary(name: str) -> Any:
     def op(self: FakeGPUArray) -> Any:
+        _op(name)
         return _wrap(getattr(self._a, name)())
 
     op.__name__ = name
@@ -125,8 +279,21 @@ def _wrap(x: Any) -> Any:
     if isinstance(x, (tuple, list)):
         return type(x)(_wrap(v) for v in x)
     if isinstance(x, np.random.Generator):  # xp.random.default_rng(): its samples are fakegpu arrays, as in CuPy
-        return _Proxy(x, "Generator")
+        return _Generator(x)
     return x
+
+
+_wrappers: weakref.WeakValueDictionary[int, FakeGPUArray] = weakref.WeakValueDictionary()
+
+
+def _same_wrapper(a: np.ndarray | None) -> FakeGPUArray | None:
+    """One FakeGPUArray per NumPy array while it lives, so that `x.base is y.base` works as in CuPy."""
+    if a is None:
+        return None
+    w = _wrappers.get(id(a))
+    if w is None or w._a is not a:
+        w = _wrappers[id(a)] = FakeGPUArray(a)
+    return w
 
 
 def _unwrap(x: Any, where: str) -> Any:
@@ -141,49 +308,83 @@ def _unwrap(x: Any, where: str) -> Any:
     return x
 
 
-class _Proxy:
-    """Stands for a NumPy function, ufunc, module or object: unwraps arguments, wraps results."""
+# ---- functions, ufuncs, generators and the module ------------------------------------------------
 
-    __slots__ = ("_obj", "_name")
 
-    def __init__(self, obj: Any, name: str) -> None:
-        object.__setattr__(self, "_obj", obj)
-        object.__setattr__(self, "_name", name)
+class _Function:
+    """Stands for a NumPy function or array method that CuPy has too: checks the call against
+    CuPy's rules, unwraps the arguments, wraps the result."""
 
-    def __getattr__(self, name: str) -> Any:
-        return _wrap_attr(getattr(self._obj, name), f"{self._name}.{name}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._obj, name, value)
+    def __init__(self, fn: Any, rules: dict[str, Any], name: str) -> None:
+        self.fn, self.rules, self.name = fn, rules, name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._name.rsplit(".", 1)[-1] in _EXPLICIT_COPIES:
+        _check_call(self.name, self.rules, args, kwargs)
+        short = self.name.rsplit(".", 1)[-1]
+        if short in _EXPLICIT_COPIES:
             args = tuple(a._a if isinstance(a, FakeGPUArray) else a for a in args)
         else:
-            args = _unwrap(args, self._name)
-        return _wrap(self._obj(*args, **_unwrap(kwargs, self._name)))
+            args = _unwrap(args, self.name)
+        if short in _SIZED_BY_DATA:
+            _sync(f"{short}()")
+        _op(self.name)
+        return _wrap(self.fn(*args, **_unwrap(kwargs, self.name)))
 
 
-def _wrap_attr(attr: Any, name: str = "method") -> Any:
-    if isinstance(attr, type):  # dtypes such as xp.float32 stay NumPy's, as in CuPy
-        return attr
-    if callable(attr) or isinstance(attr, types.ModuleType) or isinstance(attr, np.random.Generator):
-        return _Proxy(attr, name)
-    if hasattr(attr, "state") and hasattr(attr, "random_raw"):  # a bit generator
-        return _Proxy(attr, name)
-    return _wrap(attr)
-
-
-class _FakeModule(types.ModuleType):
-    """`xp` for the fakegpu device: every NumPy name, behind a _Proxy."""
-
-    ndarray = FakeGPUArray
+class _Ufunc(_Function):
+    """A ufunc: callable, with only the methods CuPy supports for this ufunc."""
 
     def __getattr__(self, name: str) -> Any:
-        return _wrap_attr(getattr(np, name), name)
+        if name in ("reduce", "accumulate", "reduceat", "outer", "at"):
+            if name not in self.rules["methods"]:
+                raise NotImplementedError(f"{self.name}.{name} is not supported by {CUPY}")
+            fn = _cupy_add_reduceat if (self.name, name) == ("add", "reduceat") else getattr(self.fn, name)
+            return _Function(fn, {}, f"{self.name}.{name}")
+        return getattr(self.fn, name)  # nin, nout, types, ...
 
 
-xp = _FakeModule("fakegpu")
+class _Generator:
+    """xp.random.default_rng(seed): only the methods of cupy.random.Generator."""
+
+    def __init__(self, gen: np.random.Generator) -> None:
+        self._gen = gen
+
+    def __getattr__(self, name: str) -> Any:
+        rules = API["Generator"]["methods"].get(name)
+        if rules is None:
+            raise AttributeError(f"{CUPY}'s random.Generator has no attribute {name!r}")
+        return _Function(getattr(self._gen, name), rules, f"Generator.{name}")
+
+
+class _Namespace(types.ModuleType):
+    """`xp` for the fakegpu device (and its random, linalg, fft): CuPy's names, NumPy's work."""
+
+    def __init__(self, np_module: types.ModuleType, table: str) -> None:
+        super().__init__(table.replace("cupy", "fakegpu"))
+        self._np, self._table = np_module, table
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        rules = API[self._table].get(name)
+        if rules is None:
+            raise AttributeError(f"{CUPY} has no {self._table}.{name}")
+        if name == "asnumpy" and self._table == "cupy":
+            return lambda a, *args, **kwargs: a.get() if isinstance(a, FakeGPUArray) else np.asarray(a)
+        if not hasattr(self._np, name) or (rules["kind"] == "module" and f"cupy.{name}" not in API):
+            raise AttributeError(f"{self._table}.{name} exists in {CUPY} but fakegpu does not emulate it")
+        obj = getattr(self._np, name)
+        if rules["kind"] == "module":
+            return _Namespace(obj, f"cupy.{name}")
+        if rules["kind"] == "ufunc":
+            return _Ufunc(obj, rules, name)
+        if rules["kind"] == "function":
+            return _Function(obj, rules, name)
+        return obj  # types (dtypes such as xp.float32 stay NumPy's, as in CuPy) and values (xp.nan)
+
+
+xp = _Namespace(np, "cupy")
+xp.ndarray = FakeGPUArray  # type: ignore[attr-defined]
 register_backend(Backend("fakegpu", FakeGPUArray, xp, lambda a: a.get()))
 
-__all__ = ["FakeGPUArray", "xp"]
+__all__ = ["API", "FakeGPUArray", "Record", "record", "xp"]
