@@ -46,6 +46,8 @@ def launched_size() -> int:
 
 
 class Communicator:
+    """The interface (see the top of this file); each implementation fills in the collectives."""
+
     rank: int = 0
     size: int = 1
 

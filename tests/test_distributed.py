@@ -136,6 +136,30 @@ def test_resume_with_another_number_of_ranks(one_process, tmp_path):
     assert_same_run(one, tmp_path / "run")
 
 
+COLLECTIVES = """
+import numpy as np
+from minigrad import distributed
+comm = distributed.communicator("cpu")
+r, k = comm.rank, comm.size
+buf = np.arange(5.0) * (r + 1)
+comm.allreduce_mean_(buf)
+assert np.array_equal(buf, np.arange(5.0) * (k + 1) / 2), buf  # the mean of 1, 2, ..., k times arange
+buf = np.full(3, float(r))
+comm.broadcast_(buf)
+assert np.array_equal(buf, np.zeros(3)), buf
+assert comm.broadcast_object({"from": r})["from"] == 0
+assert comm.average([r, 2.0 * r]) == [(k - 1) / 2, k - 1.0]
+comm.barrier()
+print(f"rank {r} of {k}: ok", flush=True)
+"""
+
+
+def test_mpi_collectives_on_three_ranks():
+    result, _ = run([_mpiexec(), "-n", "3", sys.executable, "-c", COLLECTIVES])
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split("\n")[:3]) == [f"rank {r} of 3: ok" for r in range(3)]
+
+
 FAULTY_RANK = """
 import os, sys
 import gpt.train
