@@ -151,7 +151,8 @@ def settings_from_checkpoint(given: dict[str, Any]) -> dict[str, Any]:
             diffs.append(f"--{k} {v} (the checkpoint's: {saved[k]})")
     if diffs:
         raise ValueError(f"--resume continues the run in {ckpt} with its own model, tokenizer and data, but "
-                         + ", ".join(diffs) + " differ: leave them out, or train into another --out_dir")
+                         + ", ".join(diffs) + (" differ" if len(diffs) > 1 else " differs")
+                         + ": leave them out, or train into another --out_dir")
     return saved
 
 
