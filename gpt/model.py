@@ -174,7 +174,8 @@ class GPT(nn.Module):
         self._init_weights()
         if config.pos_encoding == "sinusoidal":
             table = sinusoidal_positions(config.block_size, config.n_embd)
-            self.pos_table = Tensor(table, device=self.transformer.wte.weight.device)  # fixed, not a Parameter
+            # fixed, not learned: a buffer, which .to() moves; left out of the state dict, as it is recomputed
+            self.register_buffer("pos_table", Tensor(table, device=self.transformer.wte.weight.device), persistent=False)
 
     def _init_weights(self) -> None:
         """GPT-2: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer)), biases 0, LayerNorm 1."""
@@ -225,12 +226,6 @@ class GPT(nn.Module):
         from gpt.hf import load_pretrained
 
         return load_pretrained(path, device, dropout)
-
-    def to(self, device: str) -> GPT:
-        super().to(device)
-        if "wpe" not in self.transformer:
-            self.pos_table = self.pos_table.to(device)
-        return self
 
     def configure_optimizer(
         self, weight_decay: float, learning_rate: float, betas: tuple[float, float]

@@ -3,6 +3,8 @@
 A Module records every Parameter and sub-Module assigned to it as an attribute,
 so `named_parameters()` can walk the tree and give dotted names
 ("h.0.attn.c_attn.weight") that `state_dict()` and `load_state_dict()` use.
+`register_buffer` adds a fixed tensor (no gradient, no optimizer) that `.to()` moves
+and, unless persistent=False, `state_dict()` saves, as PyTorch's.
 
 Read next: layers.py.
 """
@@ -30,18 +32,54 @@ class Module:
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_buffers", {})  # name -> Tensor or None
+        object.__setattr__(self, "_non_persistent_buffers", set())  # names that state_dict leaves out
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before setting {name!r}")
+        if name in self._buffers and not isinstance(value, Parameter | Module):  # a buffer's new tensor
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign {type(value).__name__} to buffer {name!r} (a Tensor or None)")
+            self._buffers[name] = value
+            object.__setattr__(self, name, value)
+            return
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self._buffers.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
         object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """A tensor the module keeps but does not learn (a fixed table, running statistics): `.to()`
+        moves it, state_dict() saves it if persistent. Read and assign it as an attribute."""
+        if "_buffers" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() before register_buffer")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"register_buffer: name must be a non-empty string without '.', got {name!r}")
+        if hasattr(self, name) and name not in self._buffers:
+            raise KeyError(f"register_buffer: attribute {name!r} already exists")
+        if tensor is not None and (not isinstance(tensor, Tensor) or isinstance(tensor, Parameter)):
+            raise TypeError(f"register_buffer: {name!r} must be a Tensor (not a Parameter) or None, got {type(tensor).__name__}")
+        self._buffers[name] = tensor
+        self._non_persistent_buffers.discard(name)
+        if not persistent:
+            self._non_persistent_buffers.add(name)
+        object.__setattr__(self, name, tensor)
+
+    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        for prefix, m in self.named_modules():
+            for name, b in m._buffers.items():
+                if b is not None:
+                    yield (f"{prefix}.{name}" if prefix else name), b
+
+    def buffers(self) -> Iterator[Tensor]:
+        for _, b in self.named_buffers():
+            yield b
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
@@ -95,23 +133,39 @@ class Module:
 
     # ---- devices -------------------------------------------------------------------
     def to(self, device: str) -> Module:
-        """Move every parameter's data and grad to `device`, keeping the Parameter objects. An
+        """Move every parameter's data and grad to `device`, keeping the Parameter objects (an
         optimizer holding them sees the move at its next zero_grad() or step() and moves its
-        buffers and state after them (optim/optimizer.py)."""
+        buffers and state after them, optim/optimizer.py), and every buffer."""
         for p in self.parameters():
             p.data = to_device(p.data, device)
             if p.grad is not None:
                 p.grad = p.grad.to(device)
+        for m in self.modules():
+            for name, b in m._buffers.items():
+                if b is not None:
+                    setattr(m, name, b.to(device))
         return self
 
     # ---- saving and loading ------------------------------------------------------------
     def state_dict(self) -> dict[str, Tensor]:
-        """Every parameter under its dotted name, tied ones under each of their names (as PyTorch)."""
-        return {name: p.detach() for name, p in self.named_parameters(remove_duplicate=False)}
+        """Every parameter under its dotted name, tied ones under each of their names, and every
+        persistent buffer (as PyTorch)."""
+        state = {}
+        for prefix, m in self.named_modules():  # each module's parameters, then its buffers, as PyTorch orders them
+            pre = f"{prefix}." if prefix else ""
+            state.update((pre + name, p.detach()) for name, p in m._parameters.items())
+            state.update((pre + name, b.detach()) for name, b in m._buffers.items()
+                         if b is not None and name not in m._non_persistent_buffers)
+        return state
+
+    def _persistent_buffers(self) -> dict[str, Tensor]:
+        return {(f"{prefix}.{name}" if prefix else name): b.detach() for prefix, m in self.named_modules()
+                for name, b in m._buffers.items() if b is not None and name not in m._non_persistent_buffers}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Copy arrays or tensors into the parameters by name; shapes must match, devices are converted."""
-        own = dict(self.named_parameters(remove_duplicate=False))
+        """Copy arrays or tensors into the parameters and persistent buffers by name; shapes must match,
+        devices are converted."""
+        own = {**dict(self.named_parameters(remove_duplicate=False)), **self._persistent_buffers()}
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
