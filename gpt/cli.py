@@ -25,6 +25,7 @@ from typing import Any
 
 from gpt.model import GPTConfig
 from gpt.train import RUN_FIELDS, TrainConfig, TrainingInterrupted, check_type
+from minigrad import distributed
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | None": int, "str | None": str, "float | None": float}
 
@@ -292,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         {"train": cmd_train, "sample": cmd_sample, "export": cmd_export, "bench": cmd_bench, "plot": cmd_plot}[command](args)
     except TrainingInterrupted as e:  # saved: say where it stopped and how to go on
-        print(e, file=sys.stderr)
+        if distributed.launched_rank() == 0:  # under mpiexec every rank stops; rank 0 alone says so
+            print(e, file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:  # before training began, or a second Ctrl-C: nothing more was saved
         print("interrupted: stopped at once, nothing more saved", file=sys.stderr)

@@ -34,6 +34,7 @@ import numpy as np
 
 # Set by mpiexec in each process it starts: MPICH/Intel MPI/Slurm (PMI), Open MPI, MVAPICH.
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 _LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK")
 
 
@@ -43,6 +44,14 @@ def launched_size() -> int:
         if os.environ.get(name):
             return int(os.environ[name])
     return 1
+
+
+def launched_rank() -> int:
+    """This process's rank as mpiexec numbered it (0 when not started by mpiexec), known before MPI starts."""
+    for name in _RANK_VARIABLES:
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return 0
 
 
 class Communicator:

@@ -219,7 +219,7 @@ def test_a_missing_file_on_one_rank_ends_the_job(one_process, tmp_path):
 def fresh(monkeypatch):
     """No communicator made yet, and no mpiexec variables in the environment."""
     monkeypatch.setattr(distributed, "_communicators", {})
-    for name in distributed._SIZE_VARIABLES + distributed._LOCAL_RANK_VARIABLES:
+    for name in distributed._SIZE_VARIABLES + distributed._RANK_VARIABLES + distributed._LOCAL_RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -259,7 +259,9 @@ def test_the_path_follows_mpiexec_and_the_device(fresh):
     fresh.setattr(distributed, "_mpi_world", lambda size: FakeWorld(0, size))
     fresh.setattr(distributed, "MPIComm", lambda world: made.append(("mpi", world.size)) or "mpi comm")
     fresh.setattr(distributed, "NCCLComm", lambda world: made.append(("nccl", world.size)) or "nccl comm")
-    assert distributed.launched_size() == 2
+    assert distributed.launched_size() == 2 and distributed.launched_rank() == 0
+    fresh.setenv("PMI_RANK", "1")
+    assert distributed.launched_rank() == 1
     assert distributed.communicator("cpu") == "mpi comm" and distributed.communicator("cuda") == "nccl comm"
     assert made == [("mpi", 2), ("nccl", 2)]
     with pytest.raises(ValueError, match="'cpu' \\(MPI\\) or 'cuda' \\(NCCL\\), not on 'fakegpu'"):
