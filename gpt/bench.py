@@ -33,6 +33,7 @@ import numpy as np
 import minigrad
 from gpt.model import GPT, GPTConfig
 from gpt.sample import generate
+from minigrad.backend import synchronize
 from minigrad.nn.utils import clip_grad_norm_
 
 # Categories for --profile, by op name.
@@ -50,6 +51,8 @@ def _batches(cfg: GPTConfig, batch_size: int, n: int, seed: int = 0) -> list[np.
 
 
 def minigrad_stepper(cfg: GPTConfig, batch_size: int, device: str) -> tuple[GPT, Callable[[np.ndarray], float], dict[str, float]]:
+    if device == "fakegpu":  # the strict test backend: --profile counts its array operations
+        import minigrad.testing.fakegpu  # noqa: F401  (registers the device)
     minigrad.set_default_dtype("float32")
     minigrad.manual_seed(0)
     model = GPT(cfg).to(device)
@@ -62,10 +65,12 @@ def minigrad_stepper(cfg: GPTConfig, batch_size: int, device: str) -> tuple[GPT,
         y = minigrad.tensor(batch[:, 1:], device=device)
         _, loss = model(x, y)
         loss.backward()
+        synchronize(device)  # a GPU may still be running the backward: wait, so it is not timed as optimizer
         t0 = time.perf_counter()
         clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad()
+        synchronize(device)
         optim_seconds["optimizer"] += time.perf_counter() - t0
         return loss.item()
 
@@ -95,7 +100,8 @@ def torch_stepper(cfg: GPTConfig, model: GPT, threads: int | None) -> Callable[[
     return step
 
 
-def _timed(step: Callable[[np.ndarray], float], batch: np.ndarray) -> float:
+def _timed(step: Callable[[np.ndarray], float], batch: np.ndarray, device: str = "cpu") -> float:
+    synchronize(device)  # the device's queue is empty before the clock starts (step ends with loss.item())
     t0 = time.perf_counter()
     step(batch)
     return time.perf_counter() - t0
@@ -167,7 +173,7 @@ def run_bench(cfg: GPTConfig, batch_size: int, device: str, iters: int, warmup: 
             if name == "minigrad":
                 optim_seconds["optimizer"] = 0.0
                 with minigrad.autograd.profile() if profile else contextlib.nullcontext({}) as t:
-                    times[name].extend(_timed(s, b) for b in batches[1:])
+                    times[name].extend(_timed(s, b, device) for b in batches[1:])
                 for k, v in t.items():
                     timings[k] = timings.get(k, 0.0) + v
                 optim_total += optim_seconds["optimizer"]
@@ -178,6 +184,8 @@ def run_bench(cfg: GPTConfig, batch_size: int, device: str, iters: int, warmup: 
     result: dict[str, Any] = {"ms_per_iter": round(ms, 2), "tokens_per_s": round(tokens / ms * 1000, 1)}
     if profile:
         print_profile(timings, optim_total, sum(times["minigrad"]), len(times["minigrad"]))
+        if device == "fakegpu":
+            print_launches(step, batches[1])
     result.update(_probe_subprocess("minigrad", cfg, batch_size, device))
     if vs_torch:
         tms = statistics.median(times["torch"]) * 1000
@@ -227,3 +235,15 @@ def print_profile(timings: dict[str, float], optimizer_s: float, total_s: float,
     print("top ops:")
     for key, sec in sorted(timings.items(), key=lambda kv: -kv[1])[:12]:
         print(f"  {key:36s} {sec / total_s:6.1%}")
+
+
+def print_launches(step: Callable[[np.ndarray], float], batch: np.ndarray) -> None:
+    """On the strict test backend (--device fakegpu): the array operations of one step, each a
+    kernel launch on a GPU, and the times the step waits for the device."""
+    from minigrad.testing import fakegpu
+
+    with fakegpu.record() as rec:
+        step(batch)
+    print(f"array operations per step: {sum(rec.ops.values()):,}; device-to-host waits: {len(rec.syncs)}")
+    for name, n in rec.ops.most_common(12):
+        print(f"  {name:36s} {n:6,d}")

@@ -29,6 +29,7 @@ class Backend:
     array_type: type  # arrays of this type belong to this backend
     xp: ModuleType  # NumPy-compatible module of functions on those arrays
     to_host: Callable[[Array], np.ndarray]  # array -> numpy.ndarray (an explicit copy for device backends)
+    synchronize: Callable[[], None] = lambda: None  # wait for the device's queued work (timing needs it)
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -51,7 +52,7 @@ def _try_register_cupy() -> None:
             return
     except Exception:  # no CuPy, no driver or no GPU: CPU only
         return
-    register_backend(Backend("cuda", cupy.ndarray, cupy, lambda a: a.get()))
+    register_backend(Backend("cuda", cupy.ndarray, cupy, lambda a: a.get(), cupy.cuda.Device().synchronize))
 
 
 _try_register_cupy()
@@ -59,6 +60,12 @@ _try_register_cupy()
 
 def available_devices() -> list[str]:
     return list(_BACKENDS)
+
+
+def synchronize(device: str) -> None:
+    """Wait until `device` has done all the work queued on it (a no-op on the CPU). A GPU runs
+    asynchronously: read a clock without this and you time the launches, not the work."""
+    get_backend(device).synchronize()
 
 
 def backend_of_array(a: Array) -> Backend:

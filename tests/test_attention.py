@@ -114,7 +114,7 @@ def test_fused_attention_equals_its_simple_twin(kind, device, case, dropout_p, b
             return op(q, k, v, attn_mask=m[0] if m else None, dropout_p=dropout_p, is_causal=kind == "causal")
         return fn
 
-    default_block, attention.QUERY_BLOCK = attention.QUERY_BLOCK, block
+    default_block, attention.QUERY_BLOCK = attention.QUERY_BLOCK, {device: block}
     try:
         fused = run(with_(F.scaled_dot_product_attention), arrays, device, grad_of)
     finally:

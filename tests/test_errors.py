@@ -164,3 +164,11 @@ def test_unknown_device(fn):
     with pytest.raises(ValueError, match=r"unknown or unavailable device 'tpu'; available: \['cpu'"):
         fn()
     assert minigrad.get_default_device() != "tpu"
+
+
+@pytest.mark.parametrize("index", [[0, 3], (0, [-4]), (Ellipsis, [5])], ids=["axis 0", "negative, axis 1", "after ..."])
+def test_list_indices_are_checked_on_the_host(device, index):
+    """On every device, though CuPy would wrap them around: a list is checked before it moves."""
+    x = ones(3, 3, device=device)
+    with pytest.raises(IndexError, match=r"getitem: index -?\d is out of bounds for axis \d with size 3"):
+        x[index]

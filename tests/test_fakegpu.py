@@ -95,6 +95,17 @@ def test_allows_the_ufunc_methods_cupy_supports():
     np.testing.assert_array_equal(b.get(), [7.0, 0.0, 1.0])
 
 
+def test_ufunc_at_takes_only_the_dtypes_cupy_takes():
+    counts = xp.zeros(3, dtype=np.int64)
+    with pytest.raises(TypeError, match="add.at in .* takes only int32"):
+        xp.add.at(counts, xp.asarray(np.array([0, 2])), 1)
+    ok = xp.zeros(3, dtype=np.int32)
+    xp.add.at(ok, xp.asarray(np.array([0, 2, 2])), 1)
+    np.testing.assert_array_equal(ok.get(), [1, 0, 2])
+    with pytest.raises(IndexError, match="wrap it around"):
+        xp.add.at(ok, xp.asarray(np.array([3])), 1)
+
+
 @pytest.mark.parametrize(
     "index",
     [lambda: xp.asarray(np.array([0, 3])), lambda: xp.asarray(np.array([-4])), lambda: (0, xp.asarray(np.array([1, 5])))],
@@ -134,6 +145,7 @@ def test_record_counts_synchronisations_and_ops():
     reads = [
         lambda: float(s), lambda: int(s), lambda: bool(s > 0), lambda: s.item(), lambda: a.get(), lambda: a.tolist(),
         lambda: xp.flatnonzero(a), lambda: xp.nonzero(a), lambda: a[a > 0], lambda: xp.asnumpy(a),
+        lambda: a.__setitem__(a > 0, 1.0),
     ]
     for read in reads:
         with fakegpu.record() as rec:

@@ -77,3 +77,31 @@ def test_clip_without_flat_buffers_takes_each_grad(device):
     grads = [p.grad.numpy().copy() for p in model.parameters()]
     total = np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in grads))
     assert clip_grad_norm_(model.parameters(), max_norm=1e9) == pytest.approx(total, rel=1e-5)
+
+
+def attention_ops(device, block):
+    """Array operations of one causal attention forward and backward at T = 256 on fakegpu."""
+    from minigrad.ops import attention
+
+    rng = np.random.default_rng(0)
+    q, k, v = (minigrad.tensor(rng.standard_normal((1, 2, 256, 8)), device=device, requires_grad=True) for _ in range(3))
+    default, attention.QUERY_BLOCK = attention.QUERY_BLOCK, ({device: block} if block else {})
+    try:
+        with fakegpu.record() as rec:
+            out = minigrad.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            out.backward(minigrad.tensor(rng.standard_normal(out.shape), device=device))
+    finally:
+        attention.QUERY_BLOCK = default
+    return sum(rec.ops.values()), out.numpy(), q.grad.numpy()
+
+
+def test_attention_takes_all_queries_at_once_off_the_cpu():
+    """Query blocks save the CPU the masked triangle's work; a GPU would rather launch fewer kernels."""
+    from minigrad.ops import attention
+
+    assert "fakegpu" not in attention.QUERY_BLOCK and "cuda" not in attention.QUERY_BLOCK
+    whole_ops, out, dq = attention_ops("fakegpu", None)
+    blocked_ops, out32, dq32 = attention_ops("fakegpu", 32)
+    np.testing.assert_allclose(out, out32, rtol=1e-12)
+    np.testing.assert_allclose(dq, dq32, rtol=1e-10)
+    assert whole_ops * 3 < blocked_ops, (whole_ops, blocked_ops)  # 46 against 196 operations

@@ -156,7 +156,7 @@ def test_scaled_dot_product_attention(causal, dropout_p, device, b, h, t, d, dv,
     fn = seeded(seed, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal))
     # The weights' dropout multiplier: attention draws it as dropout on a (B, H, Tq, Tk) tensor would.
     keep = seeded(seed, lambda: F.dropout(minigrad.ones(b, h, tq, tk, device=device), dropout_p))().numpy()
-    default_block, attention.QUERY_BLOCK = attention.QUERY_BLOCK, block  # small blocks: several per sequence
+    default_block, attention.QUERY_BLOCK = attention.QUERY_BLOCK, {device: block}  # small blocks: several per sequence
     try:
         check_op(fn, lambda q, k, v: attention_ref(q, k, v, causal, keep), [q, k, v], device)
     finally:

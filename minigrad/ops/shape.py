@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 from minigrad.autograd import Function, Scatter
 from minigrad.backend import get_array_module
 from minigrad.ops.elementwise import unbroadcast
@@ -118,7 +120,12 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
-    """x[index] with slices, ints, None, Ellipsis and integer or boolean index arrays (or Tensors)."""
+    """x[index] with slices, ints, None, Ellipsis and integer or boolean index arrays (or Tensors).
+
+    An integer index outside its axis raises IndexError, as in NumPy, for indices given as lists
+    (checked on the host before they move to the device). CuPy wraps an out-of-bounds index
+    around instead, and checking an index array already on a GPU would make the CPU wait for
+    it, so there such an index reads a wrapped element; the strict test backend raises."""
     xp = get_array_module(x.data)
     parts = index if isinstance(index, tuple) else (index,)
     converted = []
@@ -127,13 +134,39 @@ def getitem(x: Tensor, index: Any) -> Tensor:
             check_same_device("getitem", (x, p))
             p = p.data
         elif isinstance(p, list):
-            p = xp.asarray(p)
+            p = np.asarray(p)
         converted.append(p)
+    bad = out_of_bounds(x.shape, converted)
+    if bad:
+        raise IndexError(f"getitem: index {bad[0]} is out of bounds for axis {bad[1]} with size {bad[2]} (tensor shape {x.shape})")
+    converted = [xp.asarray(c) if isinstance(p, list) else c for p, c in zip(parts, converted)]
     index = tuple(converted) if isinstance(index, tuple) else converted[0]
     try:
         return GetItem.apply(x, index=index)
     except IndexError as e:
         raise IndexError(f"getitem: {e} (tensor shape {x.shape})") from None
+
+
+def out_of_bounds(shape: tuple[int, ...], parts: Sequence[Any]) -> tuple[int, int, int] | None:
+    """(index, axis, size) of the first entry of a NumPy integer index array outside [-size, size)
+    of its axis, or None. Other parts (slices, ints, None, Ellipsis, masks, device arrays) pass."""
+    n_axes = sum(p.ndim if getattr(p, "dtype", None) == bool else 0 if p is None or p is Ellipsis else 1 for p in parts)
+    axis = 0
+    for p in parts:
+        if p is Ellipsis:
+            axis += len(shape) - n_axes
+        elif p is None:
+            continue
+        elif getattr(p, "dtype", None) == bool:
+            axis += p.ndim
+        else:
+            if isinstance(p, np.ndarray) and p.dtype.kind in "iu" and p.size and axis < len(shape):
+                n = shape[axis]
+                bad = p[(p < -n) | (p >= n)]
+                if bad.size:
+                    return int(bad.flat[0]), axis, n
+            axis += 1
+    return None
 
 
 def _same_dtype(op: str, tensors: Sequence[Tensor]) -> list[Tensor]:

@@ -9,13 +9,16 @@ Its arrays wrap NumPy arrays on the host and behave as strictly as CuPy's:
   reduceat, outer, at) that CuPy supports for it. All of it is read from cupy_api.json,
   which `python -m minigrad.testing.cupy_api` writes from an installed CuPy.
 - Where CuPy silently differs from NumPy it raises or does as CuPy does: an out-of-bounds
-  integer index raises IndexError (CuPy would wrap it around), and `add.reduceat` runs
-  CuPy's algorithm (differences of a cumulative sum, far less precise in float32).
+  integer index raises IndexError (CuPy would wrap it around), `add.reduceat` runs CuPy's
+  algorithm (differences of a cumulative sum, far less precise in float32), and `ufunc.at`
+  takes only the dtypes CuPy's atomic operations take.
 - It counts device-to-host synchronisations: reading a value on the host (`bool`, `int`,
   `float`, `.item()`, `.get()`, `.tolist()`, `asnumpy`) and ops whose output size depends
-  on the data (`nonzero`, `flatnonzero`, `argwhere`, `unique`, boolean-mask indexing),
+  on the data (`nonzero`, `flatnonzero`, `argwhere`, `unique`, boolean-mask indexing and
+  assignment),
   which CuPy can only size by waiting for the GPU. `record()` lists them, and counts the
-  array operations (each a kernel launch, roughly, on a GPU).
+  array operations that make or write arrays (each a kernel launch, roughly, on a GPU;
+  views such as reshapes and slices launch nothing).
 So running the test suite on this backend proves the engine takes its array module from
 the data everywhere and uses nothing CuPy lacks. It is slower than NumPy and never used
 outside tests.
@@ -37,6 +40,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from minigrad.backend import Backend, register_backend
+from minigrad.ops.shape import out_of_bounds
 
 API = json.loads(Path(__file__).with_name("cupy_api.json").read_text())
 CUPY = f"CuPy {API['cupy_version']}"
@@ -92,9 +96,12 @@ def _sync(what: str) -> None:
             r.syncs.append(where)
 
 
-def _op(name: str) -> None:
-    for r in _records:
-        r.ops[name] += 1
+def _op(name: str, result: Any = None) -> Any:
+    """Count an array operation, unless its result is a view (reshape, slicing: no kernel runs)."""
+    if _records and not (isinstance(result, np.ndarray) and result.base is not None):
+        for r in _records:
+            r.ops[name] += 1
+    return result
 
 
 # ---- checking calls against CuPy's API ----------------------------------------------------------
@@ -113,26 +120,12 @@ def _check_call(name: str, rules: dict[str, Any], args: tuple, kwargs: dict) -> 
 def _check_bounds(shape: tuple[int, ...], key: Any) -> None:
     """IndexError for an integer index outside [-n, n) of its axis: NumPy raises, but CuPy wraps
     it around silently and reads the wrong element, so a test must fail here."""
-    parts = key if isinstance(key, tuple) else (key,)
-    n_axes = sum(p.ndim if getattr(p, "dtype", None) == bool else 0 if p is None or p is Ellipsis else 1 for p in parts)
-    axis = 0
-    for p in parts:
-        if p is Ellipsis:
-            axis += len(shape) - n_axes
-        elif p is None:
-            continue
-        elif isinstance(p, np.ndarray) and p.dtype == bool:
-            axis += p.ndim
-        else:
-            if isinstance(p, np.ndarray) and p.dtype.kind in "iu" and p.size and axis < len(shape):
-                n = shape[axis]
-                bad = p[(p < -n) | (p >= n)]
-                if bad.size:
-                    raise IndexError(
-                        f"index {bad.flat[0]} is out of bounds for axis {axis} with size {n} "
-                        f"(fakegpu raises; {CUPY} would wrap it around silently)"
-                    )
-            axis += 1
+    bad = out_of_bounds(shape, key if isinstance(key, tuple) else (key,))
+    if bad:
+        raise IndexError(
+            f"index {bad[0]} is out of bounds for axis {bad[1]} with size {bad[2]} "
+            f"(fakegpu raises; {CUPY} would wrap it around silently)"
+        )
 
 
 def _cupy_add_reduceat(a: np.ndarray, indices: Any, axis: int = 0, dtype: Any = None, out: Any = None) -> np.ndarray:
@@ -193,12 +186,13 @@ class FakeGPUArray:
         _check_bounds(self._a.shape, key)
         if any(getattr(p, "dtype", None) == bool for p in (key if isinstance(key, tuple) else (key,))):
             _sync("boolean-mask indexing")
-        _op("getitem")
-        return _wrap(self._a[key])
+        return _wrap(_op("getitem", self._a[key]))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         key = _unwrap(key, "indexing")
         _check_bounds(self._a.shape, key)
+        if any(getattr(p, "dtype", None) == bool for p in (key if isinstance(key, tuple) else (key,))):
+            _sync("boolean-mask assignment")  # CuPy counts the mask's True values on the host first
         _op("setitem")
         self._a[key] = _unwrap(value, "assignment")
 
@@ -234,8 +228,7 @@ class FakeGPUArray:
 
 def _binary(name: str) -> Any:
     def op(self: FakeGPUArray, other: Any) -> Any:
-        _op(name)
-        return _wrap(getattr(self._a, name)(_unwrap(other, name)))
+        return _wrap(_op(name, getattr(self._a, name)(_unwrap(other, name))))
 
     op.__name__ = name
     return op
@@ -253,8 +246,7 @@ def _inplace(name: str) -> Any:
 
 def _unary(name: str) -> Any:
     def op(self: FakeGPUArray) -> Any:
-        _op(name)
-        return _wrap(getattr(self._a, name)())
+        return _wrap(_op(name, getattr(self._a, name)()))
 
     op.__name__ = name
     return op
@@ -327,8 +319,7 @@ class _Function:
             args = _unwrap(args, self.name)
         if short in _SIZED_BY_DATA:
             _sync(f"{short}()")
-        _op(self.name)
-        return _wrap(self.fn(*args, **_unwrap(kwargs, self.name)))
+        return _wrap(_op(self.name, self.fn(*args, **_unwrap(kwargs, self.name))))
 
 
 class _Ufunc(_Function):
@@ -338,9 +329,34 @@ class _Ufunc(_Function):
         if name in ("reduce", "accumulate", "reduceat", "outer", "at"):
             if name not in self.rules["methods"]:
                 raise NotImplementedError(f"{self.name}.{name} is not supported by {CUPY}")
+            if name == "at":
+                return _Function(_ufunc_at(self.fn, self.name), {}, f"{self.name}.at")
             fn = _cupy_add_reduceat if (self.name, name) == ("add", "reduceat") else getattr(self.fn, name)
             return _Function(fn, {}, f"{self.name}.{name}")
         return getattr(self.fn, name)  # nin, nout, types, ...
+
+
+# The dtypes CuPy's ufunc.at takes (atomic operations; `_scatter_op_single` in CuPy's
+# _routines_indexing.pyx): add.at refuses int64, for one.
+_AT_DTYPES = {
+    "add": "int32 float16 float32 float64 uint32 uint64",
+    "subtract": "int32 uint32",
+    "maximum": "int32 float32 float64 uint32 uint64",
+    "minimum": "int32 float32 float64 uint32 uint64",
+    "bitwise_and": "int32 int64 uint32 uint64",
+    "bitwise_or": "int32 int64 uint32 uint64",
+    "bitwise_xor": "int32 int64 uint32 uint64",
+}
+
+
+def _ufunc_at(ufunc: Any, name: str) -> Any:
+    def at(a: np.ndarray, indices: Any, b: Any = None) -> None:
+        if name in _AT_DTYPES and a.dtype.name not in _AT_DTYPES[name].split():
+            raise TypeError(f"{name}.at in {CUPY} takes only {_AT_DTYPES[name]}, got {a.dtype}")
+        _check_bounds(a.shape, indices)
+        ufunc.at(a, indices, b)
+
+    return at
 
 
 class _Generator:
@@ -385,6 +401,6 @@ class _Namespace(types.ModuleType):
 
 xp = _Namespace(np, "cupy")
 xp.ndarray = FakeGPUArray  # type: ignore[attr-defined]
-register_backend(Backend("fakegpu", FakeGPUArray, xp, lambda a: a.get()))
+register_backend(Backend("fakegpu", FakeGPUArray, xp, lambda a: a.get(), lambda: _sync("synchronize()")))
 
 __all__ = ["API", "FakeGPUArray", "Record", "record", "xp"]
