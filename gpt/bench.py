@@ -52,7 +52,7 @@ def _batches(cfg: GPTConfig, batch_size: int, n: int, seed: int = 0) -> list[np.
 
 def minigrad_stepper(cfg: GPTConfig, batch_size: int, device: str) -> tuple[GPT, Callable[[np.ndarray], float], dict[str, float]]:
     if device == "fakegpu":  # the strict test backend: --profile counts its array operations
-        import minigrad.testing.fakegpu  # noqa: F401  (registers the device)
+        from minigrad.testing import fakegpu  # noqa: F401  (registers the device)
     minigrad.set_default_dtype("float32")
     minigrad.manual_seed(0)
     model = GPT(cfg).to(device)
