@@ -232,8 +232,9 @@ class StopOnSignal:
         self._restore()
 
 
-def resume_command(out_dir: str | Path) -> str:
-    return f"python -m gpt train --out_dir {shlex.quote(str(out_dir))} --resume"
+def resume_command(out_dir: str | Path, processes: int = 1) -> str:
+    mpiexec = f"mpiexec -n {processes} " if processes > 1 else ""
+    return f"{mpiexec}python -m gpt train --out_dir {shlex.quote(str(out_dir))} --resume"
 
 
 def build_tokenizer(cfg: TrainConfig, text: str) -> Tokenizer:
@@ -408,8 +409,8 @@ def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | N
                                         optimizer.state_dict())
                     signum = stop.signum or signal.SIGTERM
                     raise TrainingInterrupted(f"{signal.Signals(signum).name}: stopped at iteration {it} of "
-                                              f"{cfg.max_iters}, saved {ckpt_path}; resume with: {resume_command(out_dir)}",
-                                              signum, it)
+                                              f"{cfg.max_iters}, saved {ckpt_path}; resume with: "
+                                              f"{resume_command(out_dir, comm.size)}", signum, it)
                 t0 = time.perf_counter()
                 if comm.size > 1:  # each rank its own dropout masks, the same ones again after a resume
                     minigrad.manual_seed(distributed.rank_seed(cfg.seed, comm.rank, it))

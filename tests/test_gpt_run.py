@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,3 +154,25 @@ def test_resume_in_library_code_names_every_difference(run4):
                                          r"data: 'input.txt' in the checkpoint, 'other.txt' here"):
         train(cfg)
 
+
+
+def test_ctrl_c_under_mpiexec_stops_every_rank_at_one_iteration(tmp_path):
+    """mpiexec passes Ctrl-C to every rank; the ranks vote at each step, so all stop after the same one,
+    rank 0 saves, and the line (printed once) resumes with the same number of processes."""
+    pytest.importorskip("mpi4py")
+    beside_python = Path(sys.executable).parent / "mpiexec"  # where the mpich wheel installs it
+    mpiexec = str(beside_python) if beside_python.exists() else shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec")
+    (tmp_path / "input.txt").write_text(TEXT)
+    proc = subprocess.Popen([mpiexec, "-n", "2", sys.executable, "-m", "gpt", "train", "--data", "input.txt", "--out_dir", "out",
+                             *TINY, "--max_iters", "100000", "--eval_interval", "1000"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MINIGRAD_TRACEBACK": ""})
+    wait_for_steps(proc, tmp_path / "out" / "log.jsonl", 3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    stops = re.findall(r"SIGINT: stopped at iteration (\d+) of 100000, saved out/ckpt.npz; "
+                       r"resume with: mpiexec -n 2 python -m gpt train --out_dir out --resume", stderr)
+    assert len(stops) == 1, stderr
+    assert read_meta(tmp_path / "out" / "ckpt.npz")["iter"] == int(stops[0]) == max(i for i, _ in losses(tmp_path / "out"))
