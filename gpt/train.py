@@ -412,8 +412,9 @@ def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | N
                                               f"{cfg.max_iters}, saved {ckpt_path}; resume with: "
                                               f"{resume_command(out_dir, comm.size)}", signum, it)
                 t0 = time.perf_counter()
-                if comm.size > 1:  # each rank its own dropout masks, the same ones again after a resume
-                    minigrad.manual_seed(distributed.rank_seed(cfg.seed, comm.rank, it))
+                # dropout masks from (seed, rank, iteration) alone: each rank its own, and the same again
+                # after a resume on any device (CuPy's generator state cannot be saved; integers can)
+                minigrad.manual_seed(distributed.rank_seed(cfg.seed, comm.rank, it))
                 loss_sum = 0.0
                 for _ in range(cfg.grad_accum):
                     _, loss = model(*batches.sample("train", cfg.device))

@@ -108,10 +108,10 @@ def test_resume_is_exact(tmp_path, stop, grad_accum):
     assert opt_a["step"] == opt_b["step"] == 24
 
 
-def test_resume_is_exact_on_a_device_without_dropout(tmp_path, gpu_device):
-    """Off the CPU the checkpoint holds no RNG state for the device (CuPy's generator state is not
-    JSON), so there resume is exact only without dropout; model, optimizer and data still are."""
-    kw = dict(device=gpu_device, dropout=0.0, lr_decay_iters=16, eval_interval=8)
+def test_resume_is_exact_on_a_device_with_dropout(tmp_path, gpu_device):
+    """Off the CPU too: the checkpoint holds no generator state (CuPy's cannot be saved), but each
+    iteration's dropout masks come from (seed, rank, iteration), integers a resumed run knows."""
+    kw = dict(device=gpu_device, dropout=0.1, lr_decay_iters=16, eval_interval=8)
     train(config(tmp_path, max_iters=16, out_dir=str(tmp_path / "straight"), **kw))
     train(config(tmp_path, max_iters=8, out_dir=str(tmp_path / "resumed"), **kw))
     train(config(tmp_path, max_iters=16, out_dir=str(tmp_path / "resumed"), resume=True, **kw))
