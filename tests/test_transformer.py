@@ -159,18 +159,22 @@ def test_encoder_and_decoder_stacks_match_torch(device):
     compare_with_torch(make, make, call, [arr(1, S, N, E), arr(2, T, N, E), causal_float(T), padding(N, S, 3)], device)
 
 
-@pytest.mark.parametrize("batch_first", [False, True])
-def test_transformer_matches_torch(batch_first, device):
+@pytest.mark.parametrize("layout", ["(T, N, E)", "batch_first", "unbatched"])
+def test_transformer_matches_torch(layout, device):
+    batch_first = layout == "batch_first"
     kw = dict(d_model=E, nhead=H, num_encoder_layers=2, num_decoder_layers=2, batch_first=batch_first, **LAYER_KW)
-    src = arr(1, N, S, E) if batch_first else arr(1, S, N, E)
-    tgt = arr(2, N, T, E) if batch_first else arr(2, T, N, E)
+    shape = {"(T, N, E)": lambda t: (t, N, E), "batch_first": lambda t: (N, t, E), "unbatched": lambda t: (t, E)}[layout]
+    src, tgt = arr(1, *shape(S)), arr(2, *shape(T))
+    src_pad, tgt_pad = padding(N, S, 3), padding(N, T, 4)
+    if layout == "unbatched":
+        src_pad, tgt_pad = src_pad[0], tgt_pad[0]
 
     def call(m, src, tgt, tgt_mask, src_pad, tgt_pad, lib):
         return m(src, tgt, tgt_mask=tgt_mask, src_key_padding_mask=src_pad, tgt_key_padding_mask=tgt_pad,
                  memory_key_padding_mask=src_pad)
 
     compare_with_torch(lambda lib: lib.Transformer(**kw), lambda lib: lib.Transformer(**kw), call,
-                       [src, tgt, causal_float(T), padding(N, S, 3), padding(N, T, 4)], device)
+                       [src, tgt, causal_float(T), src_pad, tgt_pad], device)
 
 
 def test_state_dict_names_and_shapes_are_torchs():
