@@ -154,6 +154,30 @@ def sampling_speed(model: GPT, n_tokens: int = 256, rounds: int = 3) -> dict[str
     return out
 
 
+GPT2_SMALL = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)  # GPT-2 124M
+
+
+def gpt2_sampling(device: str = "cpu", pretrained: str | None = None, n_tokens: int = 128, prompt_len: int = 16) -> dict[str, Any]:
+    """GPT-2 124M on this machine: build it (random weights, or a pretrained directory), then sample
+    n_tokens after a prompt_len-token prompt with the KV cache; tokens/s and this process's peak memory."""
+    t0 = time.perf_counter()
+    if pretrained:
+        model = GPT.from_pretrained(pretrained, device)
+    else:
+        minigrad.manual_seed(0)
+        model = GPT(GPT2_SMALL).to(device)
+    build_s = time.perf_counter() - t0
+    prompt = np.random.default_rng(0).integers(0, model.config.vocab_size, prompt_len).tolist()
+    t0 = time.perf_counter()
+    generate(model, prompt, n_tokens, temperature=1.0, seed=0, use_cache=True)
+    seconds = time.perf_counter() - t0
+    n = model.num_parameters()
+    return {"parameters": n, "weights_mb": round(n * model.lm_head.weight.dtype.itemsize / 1e6, 1),
+            "build_seconds": round(build_s, 1), "prompt_tokens": prompt_len, "new_tokens": n_tokens,
+            "sample_tokens_per_s_cached": round(n_tokens / seconds, 2), "peak_mem_mb": round(_status_mb("VmHWM"), 1),
+            "pretrained": pretrained, "device": device}
+
+
 def run_bench(cfg: GPTConfig, batch_size: int, device: str, iters: int, warmup: int, vs_torch: bool,
               profile: bool, sample: bool, threads: int | None, block: int = 6) -> dict[str, Any]:
     model, step, optim_seconds = minigrad_stepper(cfg, batch_size, device)

@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", action="store_true", help="print where minigrad's step time goes")
     b.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True, help="also time sampling 256 tokens")
     b.add_argument("--json", action="store_true", help="print one JSON object (for scripts) instead of a table")
+    b.add_argument("--gpt2", action="store_true", help="GPT-2 124M (12 layers, 12 heads, 768 wide, 1024 positions, "
+                   "50257 tokens; random weights unless --pretrained): time sampling with the KV cache and peak memory only")
+    b.add_argument("--pretrained", help="with --gpt2: a Hugging Face GPT-2 directory to load instead of random weights")
     _add_dataclass_flags(b, GPTConfig, "model")
 
     pl = sub.add_parser("plot", help="draw loss curves and attention heatmaps (needs matplotlib)")
@@ -272,6 +275,11 @@ def cmd_bench(args: dict[str, Any]) -> None:
     from gpt.bench import format_table, run_bench
 
     model_names = {f.name for f in fields(GPTConfig)}
+    if args["gpt2"]:
+        from gpt.bench import gpt2_sampling
+
+        print(json.dumps(gpt2_sampling(args["device"], args["pretrained"])))
+        return
     cfg = GPTConfig(**{k: v for k, v in args.items() if k in model_names})
     result = run_bench(cfg, args["batch_size"], args["device"], args["iters"], args["warmup"], args["vs"] == "torch",
                        args["profile"], args["sample"], args["threads"])

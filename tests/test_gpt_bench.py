@@ -22,3 +22,14 @@ def test_bench_prints_a_json_summary(capsys, extra):
     assert result["sample_cache_speedup"] > 0 and result["config"]["n_embd"] == 16
     if "torch" in extra:
         assert result["speedup_vs_torch"] > 0 and result["torch_peak_mem_mb"] > 0
+
+
+def test_gpt2_sampling_reports_speed_and_memory(monkeypatch):
+    """`bench --gpt2` on a stand-in of GPT-2's shape (the real 124M takes a minute: see the README)."""
+    import gpt.bench
+    from gpt.model import GPTConfig
+
+    monkeypatch.setattr(gpt.bench, "GPT2_SMALL", GPTConfig(vocab_size=50, block_size=32, n_layer=1, n_head=2, n_embd=8))
+    r = gpt.bench.gpt2_sampling(n_tokens=5, prompt_len=3)
+    assert r["parameters"] == gpt.bench.GPT(gpt.bench.GPT2_SMALL).num_parameters()
+    assert r["sample_tokens_per_s_cached"] > 0 and r["peak_mem_mb"] > 0 and r["new_tokens"] == 5
