@@ -39,7 +39,7 @@ def save_checkpoint(path: str | Path, meta: dict[str, Any], model_state: dict[st
         for idx, entries in optim_state["state"].items():
             for name, arr in entries.items():
                 arrays[f"optim/{idx}/{name}"] = _host(arr)
-        meta_optim = {"param_groups": _jsonable(optim_state["param_groups"]), "step": optim_state["step"]}
+        meta_optim = {"param_groups": optim_state["param_groups"], "step": optim_state["step"]}
         arrays["optim_meta"] = np.frombuffer(json.dumps(meta_optim).encode("utf-8"), dtype=np.uint8)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)  # training removes leftovers
     try:
@@ -119,11 +119,3 @@ def _existing(path: str | Path) -> Path:
 
 def _host(arr: Any) -> np.ndarray:
     return backend_of_array(arr).to_host(arr)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x

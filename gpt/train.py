@@ -16,7 +16,7 @@ ckpt.npz and raises TrainingInterrupted, whose message says where training
 stopped and how to resume; a second signal stops at once, saving nothing.
 Resuming drops the lines log.jsonl holds past the checkpoint's iteration.
 
-Read next: sample.py.
+Read next: checkpoint.py (what a run saves), then sample.py.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """minigrad: a tensor autograd engine on NumPy (CPU) and CuPy (GPU) with every backward written by hand.
 
-Reading order: backend.py (where arrays live), tensor.py, autograd.py (the graph),
-ops/ (each op's forward and backward), functional.py, nn/, optim/, gradcheck.py.
+Reading order: tensor.py, autograd.py (the graph), simple.py (the fused ops the simple
+way), ops/ (each op's forward and backward), functional.py, nn/, optim/, gradcheck.py,
+backend.py (where arrays live), testing/fakegpu.py, and speed.py last.
 """
 from minigrad import functional
 from minigrad.autograd import is_grad_enabled, no_grad

@@ -12,12 +12,13 @@ nothing points from a Function to its output, so there are no reference cycles:
 when the last reference to a loss goes away, the whole graph, activations
 included, is freed by reference counting alone.
 
-`backward` sorts the graph topologically with an explicit stack (no recursion,
-so a 10,000-op chain is fine), then calls each Function's backward once, after
-all gradients flowing into its output have been summed. It then frees each
-node's saved arrays, so a second backward through the same graph raises.
+`backward` is micrograd's loop: sort the graph topologically (with an explicit
+stack, so a 10,000-op chain is fine), then call each Function's backward once,
+after all gradients flowing into its output have been summed, and hand its
+input grads on. Each node's saved arrays are freed as soon as its backward has
+run, so a second backward through the same graph raises.
 
-Read next: ops/elementwise.py, the first ops.
+Read next: simple.py (the fused ops the simple way), then ops/elementwise.py, the first ops.
 """
 from __future__ import annotations
 
@@ -27,13 +28,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from minigrad.backend import get_array_module
-
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
 
 _grad_enabled = True
-_timings: dict[str, float] | None = None  # op name -> seconds, while profile() is on
 
 
 @contextlib.contextmanager
@@ -51,30 +49,20 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-@contextlib.contextmanager
-def profile() -> Iterator[dict[str, float]]:
-    """Collect the seconds spent in each op's forward and backward ("Linear.forward": 0.12, ...).
-    On a GPU the numbers are launch times unless you synchronize: use it on the CPU."""
-    global _timings
-    prev, _timings = _timings, {}
-    try:
-        yield _timings
-    finally:
-        _timings = prev
-
-
-def _record(key: str, t0: float) -> None:
-    if _timings is not None:
-        _timings[key] = _timings.get(key, 0.0) + time.perf_counter() - t0
-
-
 class Function:
     """One differentiable op. Subclasses define forward and backward; forward may save
     what backward needs as attributes on self (and only that). needs_grad tells, per
     input, whether backward will be asked for its grad: all False under no_grad(), so
-    forward can skip work that only backward would use. reuse_saved is True while backward
-    runs for the last time (the graph is freed right after, no retain_graph): backward may
-    then write into arrays that it alone saved instead of allocating new ones."""
+    forward can skip work that only backward would use.
+
+    Two rules keep hand-written ops from corrupting each other's gradients:
+    1. Never write into `dout`: the same array may also be the gradient of another
+       input (Add hands dout on as it is) or of another op.
+    2. Write only into arrays the op alone owns: ones its own forward or backward
+       allocated, never an input, an output, or a view of either (LayerNorm without
+       a weight returns xhat itself). A saved array may be reused when reuse_saved is
+       True: backward runs for the last time and the graph is freed right after (no
+       retain_graph), so nobody reads the saved array again."""
 
     edges: tuple[Function | Tensor | None, ...] | None  # per input: its Function, itself if a leaf, None if no grad
     input_specs: tuple[tuple[tuple[int, ...], Any, type], ...]  # per input: (shape, dtype, array type), for checks
@@ -95,22 +83,25 @@ class Function:
         fn = cls()
         fn.needs_grad = needs = tuple([t.requires_grad for t in inputs]) if _grad_enabled else (False,) * len(inputs)
         record = True in needs
-        t0 = time.perf_counter() if _timings is not None else 0.0
         try:
-            out = fn.forward(*[t.data for t in inputs], **params)
+            out = fn._forward([t.data for t in inputs], params)
         except ValueError as e:  # NumPy's shape errors, re-raised with the op and the shapes
             shapes = ", ".join(str(t.shape) for t in inputs)
             raise ValueError(f"{cls.__name__}: {e} (input shapes: {shapes})") from None
         if isinstance(out, np.generic):  # NumPy gives scalars for 0-d results; keep arrays
             out = np.asarray(out)
-        if _timings is not None:
-            _record(cls.__name__ + ".forward", t0)
         result = _make_tensor(out, record)
         if record:
             fn.edges = tuple([(t._ctx or t) if need else None for t, need in zip(inputs, needs)])
             fn.input_specs = tuple([(t.data.shape, t.data.dtype, type(t.data)) for t in inputs])
             result._ctx = fn
         return result
+
+    def _forward(self, arrays: list[Any], params: dict[str, Any]) -> Any:
+        return self.forward(*arrays, **params)  # (profile() times the ops by wrapping this and _backward)
+
+    def _backward(self, dout: Any) -> tuple[Any, ...]:
+        return self.backward(dout)
 
     def free(self) -> None:
         """Drop the edges and every saved array; a later backward through here raises."""
@@ -140,40 +131,26 @@ def _topological_order(root: Function | Tensor) -> list[Function | Tensor]:
     return order
 
 
-class Scatter:
-    """A gradient that is zero except at some indexed places: what indexing's backward returns.
+class SparseGrad:
+    """A gradient kept in pieces until someone needs it whole: indexing's backward returns one
+    (ops/shape.py's Scatter), so the three pieces of q, k, v = qkv.split(...) fill one zero
+    array instead of three. The engine only adds them (`plus`) and densifies them (`to_array`)."""
 
-    q, k, v = qkv.split(C, axis=2) makes three GetItem ops. If each backward returned a
-    zero array of qkv's full shape with its third filled in, the engine would then add the
-    three full arrays: five full-size passes of nothing but zeros and copies. Kept as
-    (index, values) parts instead, the pieces of one tensor's gradient are written into a
-    single zero array when the gradient is needed."""
-
-    def __init__(self, shape: tuple[int, ...], dtype: Any, parts: list[tuple[Any, Any, bool]]) -> None:
-        self.shape, self.dtype, self.parts = shape, dtype, parts  # parts: (index, values, index repeats?)
-        self.array_type = type(parts[0][1])
+    shape: tuple[int, ...]
+    dtype: Any
+    array_type: type
 
     def plus(self, other: Any) -> Any:
-        if isinstance(other, Scatter):
-            return Scatter(self.shape, self.dtype, self.parts + other.parts)
-        return self.to_array(start=other)
+        raise NotImplementedError
 
-    def to_array(self, start: Any = None) -> Any:
-        """The dense gradient: zeros (or a copy of `start`) plus every part at its index."""
-        xp = get_array_module(self.parts[0][1])
-        out = xp.zeros(self.shape, dtype=self.dtype) if start is None else start.copy()
-        for index, values, repeats in self.parts:
-            if repeats:  # an integer-array index may name one place twice: add every time
-                xp.add.at(out, index, values)
-            else:
-                out[index] += values
-        return out
+    def to_array(self) -> Any:
+        raise NotImplementedError
 
 
 def _add_grads(a: Any, b: Any) -> Any:
-    if isinstance(a, Scatter):
+    if isinstance(a, SparseGrad):
         return a.plus(b)
-    if isinstance(b, Scatter):
+    if isinstance(b, SparseGrad):
         return b.plus(a)
     return a + b
 
@@ -183,47 +160,77 @@ def backward(root: Tensor, dout: Any, retain_graph: bool = False) -> None:
     grads: dict[int, Any] = {id(start): dout}  # node -> the gradient of its output, summed so far
     for node in _topological_order(start):
         g = grads.pop(id(node), None)
-        if g is None:
+        if g is None:  # no gradient reached this node
             continue
-        if isinstance(g, Scatter):
+        if isinstance(g, SparseGrad):
             g = g.to_array()
-        if not isinstance(node, Function):  # a leaf
+        if not isinstance(node, Function):  # a leaf: its .grad collects the gradient
             node._accumulate_grad(g)
             continue
-        fn = node
-        if fn.edges is None:
-            raise RuntimeError(
-                f"backward through a graph that was already freed (at {type(fn).__name__}): "
-                "call backward(retain_graph=True) the first time to backward twice"
-            )
-        kept = fn.retained_output() if fn.retained_output is not None else None
-        if kept is not None:
-            kept._accumulate_grad(g)
-        t0 = time.perf_counter() if _timings is not None else 0.0
-        fn.reuse_saved = not retain_graph
-        in_grads = fn.backward(g)
-        if _timings is not None:
-            _record(type(fn).__name__ + ".backward", t0)
-        for edge, spec, gi in zip(fn.edges, fn.input_specs, in_grads):
-            if gi is None or edge is None:
-                continue
-            if isinstance(gi, np.generic):
-                gi = np.asarray(gi)
-            _check_grad(fn, spec, gi)
-            k = id(edge)
-            grads[k] = gi if k not in grads else _add_grads(grads[k], gi)
-        if not retain_graph:
-            fn.free()
+        edges = node.edges or ()  # (_run_backward frees the node, or raises if it was freed before)
+        for edge, g_in in zip(edges, _run_backward(node, g, retain_graph)):
+            if edge is not None and g_in is not None:
+                k = id(edge)
+                grads[k] = g_in if k not in grads else _add_grads(grads[k], g_in)
+
+
+def _run_backward(fn: Function, dout: Any, retain_graph: bool) -> tuple[Any, ...]:
+    """fn.backward(dout) and what goes around it: the grad of a tensor that asked for it
+    (retain_grad), reuse_saved, checks on the grads it returns, and freeing the node."""
+    if fn.edges is None:
+        raise RuntimeError(
+            f"backward through a graph that was already freed (at {type(fn).__name__}): "
+            "call backward(retain_graph=True) the first time to backward twice"
+        )
+    kept = fn.retained_output() if fn.retained_output is not None else None
+    if kept is not None:
+        kept._accumulate_grad(dout)
+    fn.reuse_saved = not retain_graph
+    in_grads = tuple(np.asarray(g) if isinstance(g, np.generic) else g for g in fn._backward(dout))
+    for spec, g in zip(fn.input_specs, in_grads):
+        if g is not None:
+            _check_grad(fn, spec, g)
+    if not retain_graph:
+        fn.free()
+    return in_grads
 
 
 def _check_grad(fn: Function, spec: tuple[tuple[int, ...], Any, type], g: Any) -> None:
     shape, dtype, array_type = spec
-    g_type = g.array_type if isinstance(g, Scatter) else type(g)
+    g_type = g.array_type if isinstance(g, SparseGrad) else type(g)
     if g.shape != shape or g.dtype != dtype or g_type is not array_type:
         raise RuntimeError(
             f"{type(fn).__name__}.backward returned a grad {g_type.__name__}{tuple(g.shape)} {g.dtype} "
             f"for an input {array_type.__name__}{tuple(shape)} {dtype}"
         )
+
+
+# ---- profiling: a wrapper around every forward and backward, only while it is on -------------
+
+
+@contextlib.contextmanager
+def profile() -> Iterator[dict[str, float]]:
+    """Collect the seconds spent in each op's forward and backward ("Linear.forward": 0.12, ...).
+    On a GPU the numbers are launch times unless you synchronize: use it on the CPU."""
+    timings: dict[str, float] = {}
+
+    def timed(run: Any, phase: str) -> Any:
+        def timed_run(fn: Function, *args: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return run(fn, *args)
+            finally:
+                key = f"{type(fn).__name__}.{phase}"
+                timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+
+        return timed_run
+
+    untimed = Function._forward, Function._backward
+    Function._forward, Function._backward = timed(untimed[0], "forward"), timed(untimed[1], "backward")
+    try:
+        yield timings
+    finally:
+        Function._forward, Function._backward = untimed
 
 
 # Tensor needs this module, so this module takes what it needs from Tensor last.

@@ -14,7 +14,7 @@ measures what that costs against PyTorch, which runs both on every core.
 
 Other speed tricks live beside the code they speed up, each saying what it bought: row and
 column sums as matrix products (ops/reduce.py), GELU keeping dy/dx (ops/elementwise.py),
-blocks of queries in attention (ops/attention.py), `autograd.Scatter`, `Function.reuse_saved`.
+blocks of queries in attention (ops/attention.py), indexing's `Scatter` (ops/shape.py), `Function.reuse_saved`.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@
 Operators and methods are thin wrappers over the ops in minigrad/ops/, where
 every forward sits beside its hand-written backward.
 
-Read next: autograd.py (the graph), then ops/elementwise.py.
+Read next: creation.py, then autograd.py (the graph).
 """
 from __future__ import annotations
 

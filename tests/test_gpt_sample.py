@@ -114,6 +114,12 @@ def test_top_p_keeps_the_smallest_set_with_enough_mass(top_p, keep):
     np.testing.assert_allclose(next_token_probs(LOGITS, 1.0, None, top_p), expected)
 
 
+def test_top_p_at_an_exact_boundary_keeps_the_set_that_reaches_it():
+    """Four equal tokens and top_p 0.5: the first two have mass exactly 0.5, so two are kept
+    (searchsorted with side="right" would keep three)."""
+    np.testing.assert_array_equal(next_token_probs(np.zeros(4), 1.0, None, 0.5), [0.5, 0.5, 0.0, 0.0])
+
+
 def test_top_k_then_top_p():
     """top-k first (keeps 1, 3, 0), then top-p on the renormalized rest: 0.5/0.95 < 0.6 <= 0.8/0.95."""
     expected = np.zeros(4)

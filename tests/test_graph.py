@@ -10,6 +10,7 @@ import pytest
 import minigrad
 import minigrad.functional as F
 from minigrad import nn
+from minigrad.autograd import Function
 
 
 def leaf(values, device):
@@ -199,3 +200,13 @@ def test_default_dtype_is_float32_and_can_be_float64(device):
     finally:
         minigrad.set_default_dtype(prev)
     assert minigrad.tensor([1.0], device=device).dtype == np.float32
+
+
+def test_profile_times_each_op_then_unwraps():
+    forward, backward = Function._forward, Function._backward
+    x = minigrad.randn(4, 5, requires_grad=True)
+    with minigrad.autograd.profile() as seconds:
+        F.softmax(x * 2.0).sum().backward()
+    assert set(seconds) == {f"{op}.{phase}" for op in ("Mul", "Softmax", "Sum") for phase in ("forward", "backward")}
+    assert all(s >= 0 for s in seconds.values())
+    assert (Function._forward, Function._backward) == (forward, backward)  # no wrapper left behind

@@ -34,6 +34,18 @@ def test_reduction(name, device, shape, keepdims, data):
     check_op(lambda x: op(x, axis, keepdims), lambda x: ref(x, axis=axis, keepdims=keepdims), [x], device)
 
 
+@pytest.mark.parametrize("axis", [(0, 2), (-1, 0), None])
+def test_mean_over_several_axes_divides_by_all_of_them(device, axis):
+    """Hypothesis draws several axes only sometimes: here always. (2, 3, 4) over (0, 2) averages
+    8 elements into each output, so each element's gradient is dout / 8."""
+    x = np.arange(24.0).reshape(2, 3, 4) ** 1.5
+    check_op(lambda t: F.mean(t, axis), lambda a: np.mean(a, axis=axis), [x], device)
+    t = minigrad.tensor(x, device=device, requires_grad=True)
+    (F.mean(t, axis) * 8.0).sum().backward()
+    count = x.size // np.mean(x, axis=axis).size
+    np.testing.assert_allclose(t.grad.numpy(), np.full(x.shape, 8.0 / count))
+
+
 def test_max_shares_the_gradient_between_ties(device):
     x = minigrad.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]], device=device, requires_grad=True)
     F.max(x, axis=1).sum().backward()

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from minigrad.autograd import Function, Scatter
+from minigrad.autograd import Function, SparseGrad
 from minigrad.backend import get_array_module
 from minigrad.ops.elementwise import unbroadcast
 from minigrad.tensor import Tensor, check_same_device
@@ -49,9 +49,39 @@ class GetItem(Function):
     # y = x[index] gathers elements  =>  dx = zeros with dout scattered back to the same places.
     # With integer-array indices one element may be gathered several times: its gradient is the
     # sum of all of them, so the scatter uses add.at (a plain dx[index] = dout would keep only one).
-    # The zeros are made by the engine (autograd.Scatter), once for all the pieces of a split.
+    # The zeros are made by Scatter, below, once for all the pieces of a split.
     def backward(self, dout: Any) -> tuple[Any]:
         return (Scatter(self.shape, self.dtype, [(self.index, dout, _is_advanced(self.index))]),)
+
+
+class Scatter(SparseGrad):
+    """A gradient that is zero except at some indexed places: what indexing's backward returns.
+
+    qkv[0], qkv[1], qkv[2] (the GPT's q, k and v) are three GetItem ops. If each backward
+    returned a zero array of qkv's full shape with its third filled in, the engine would then
+    add the three full arrays: five full-size passes of nothing but zeros and copies. Kept as
+    (index, values) parts instead, the pieces of one tensor's gradient are written into a
+    single zero array when the gradient is needed (autograd.SparseGrad)."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, parts: list[tuple[Any, Any, bool]]) -> None:
+        self.shape, self.dtype, self.parts = shape, dtype, parts  # parts: (index, values, index repeats?)
+        self.array_type = type(parts[0][1])
+
+    def plus(self, other: Any) -> Any:
+        if isinstance(other, Scatter):
+            return Scatter(self.shape, self.dtype, self.parts + other.parts)
+        return self.to_array(start=other)
+
+    def to_array(self, start: Any = None) -> Any:
+        """The dense gradient: zeros (or a copy of `start`) plus every part at its index."""
+        xp = get_array_module(self.parts[0][1])
+        out = xp.zeros(self.shape, dtype=self.dtype) if start is None else start.copy()
+        for index, values, repeats in self.parts:
+            if repeats:  # an integer-array index may name one place twice: add every time
+                xp.add.at(out, index, values)
+            else:
+                out[index] += values
+        return out
 
 
 def _is_advanced(index: Any) -> bool:
