@@ -22,7 +22,6 @@ import numpy as np
 import minigrad
 import minigrad.functional as F
 from minigrad import nn
-from minigrad.ops.attention import causal_mask
 from minigrad.ops.embedding import check_ids
 from minigrad.tensor import Tensor
 
@@ -85,23 +84,16 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv_size, bias=config.bias)  # q, k, v
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.record_attention = False  # when True, keep the attention weights (B, H, T, T) for plots
-        self.attention: np.ndarray | None = None
 
     def forward(self, x: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
         B, T, C = x.shape
-        H, Hkv = self.n_head, self.n_kv_head
-        if Hkv == H:
-            # c_attn's 3C outputs are q, k, v side by side, each H heads of hs = C/H channels: view
-            # them as (B, T, 3, H, hs) and move the axes to (3, B, H, T, hs). Five ops, where a split
-            # and a reshape and transpose per piece (as nanoGPT writes it) would take nine.
-            qkv = self.c_attn(x).reshape(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, H, T, hs)
-        else:  # c_attn's outputs: q (C), then k and v (Hkv hs each)
-            qkv = self.c_attn(x)  # (B, T, C + 2 Hkv hs)
-            q = qkv[:, :, :C].reshape(B, T, H, C // H).transpose(1, 2)  # (B, H, T, hs)
-            kv = qkv[:, :, C:].reshape(B, T, 2, Hkv, C // H).permute(2, 0, 3, 1, 4)  # (2, B, Hkv, T, hs)
-            k, v = kv[0], kv[1]  # each (B, Hkv, T, hs)
+        H, Hkv, hs = self.n_head, self.n_kv_head, C // self.n_head
+        # As nanoGPT writes it; one reshape and permute of all of c_attn's outputs at once takes
+        # fewer ops but measured no faster (forward + backward at both bench sizes, within 4%).
+        q, k, v = self.c_attn(x).split([C, Hkv * hs, Hkv * hs], axis=2)  # (B, T, C), (B, T, Hkv hs) x 2
+        q = q.view(B, T, H, hs).transpose(1, 2)  # (B, H, T, hs)
+        k = k.view(B, T, Hkv, hs).transpose(1, 2)  # (B, Hkv, T, hs)
+        v = v.view(B, T, Hkv, hs).transpose(1, 2)  # (B, Hkv, T, hs)
         if cache is not None:  # sampling: prepend the keys and values of earlier positions
             if "k" in cache:
                 k = F.cat([cache["k"], k], axis=2)  # (B, Hkv, T_past + T, hs)
@@ -110,12 +102,7 @@ class CausalSelfAttention(nn.Module):
         k, v = repeat_kv(k, H // Hkv), repeat_kv(v, H // Hkv)  # (B, H, T_past + T, hs)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, hs)
-        if self.record_attention:  # the fused op's weights, recomputed for pictures only
-            with minigrad.no_grad():
-                scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // H))  # (B, H, T, T_past + T)
-                mask = causal_mask(minigrad.get_array_module(scores), T, k.shape[2], scores.dtype)
-                self.attention = F.softmax(scores + mask).numpy()
-        y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, H, hs) -> (B, T, C): heads side by side again
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
 
@@ -156,6 +143,10 @@ def sinusoidal_positions(block_size: int, n_embd: int) -> np.ndarray:
     return table
 
 
+def _normal_(p: nn.Parameter, std: float) -> None:
+    p.data[...] = minigrad.randn(*p.shape, device=p.device, dtype=p.dtype).data * std
+
+
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -171,24 +162,22 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(parts)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying: one (V, C) matrix in and out
-        self._init_weights()
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # each block adds two residual branches: keep their sum's scale
+            if name.endswith("c_proj.weight"):
+                _normal_(p, 0.02 / math.sqrt(2 * config.n_layer))
         if config.pos_encoding == "sinusoidal":
             table = sinusoidal_positions(config.block_size, config.n_embd)
             # fixed, not learned: a buffer, which .to() moves; left out of the state dict, as it is recomputed
             self.register_buffer("pos_table", Tensor(table, device=self.transformer.wte.weight.device), persistent=False)
 
-    def _init_weights(self) -> None:
-        """GPT-2: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer)), biases 0, LayerNorm 1."""
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):  # each block adds two residual branches: keep their sum's scale
-                std = 0.02 / math.sqrt(2 * self.config.n_layer)
-            elif name.endswith(".bias"):
-                std = 0.0
-            elif ".ln_" in name or name.startswith("transformer.ln_f"):
-                continue
-            else:
-                std = 0.02
-            p.data[...] = minigrad.randn(*p.shape, device=p.device, dtype=p.dtype).data * std
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2's initialisation, as nanoGPT: Linear and Embedding weights N(0, 0.02), Linear
+        biases 0 (LayerNorm keeps its own: weight 1, bias 0)."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            _normal_(module.weight, 0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data[...] = 0.0
 
     def forward(
         self, idx: Any, targets: Any = None, cache: list[dict[str, Tensor]] | None = None

@@ -89,22 +89,46 @@ def plot_attention(ckpt: str | Path, prompt: str, out: str | Path, device: str =
     return Path(out)
 
 
+def attention_weights(model: Any, ids: list[int]) -> list[np.ndarray]:
+    """Each layer's attention weights (H, T, T) for one sequence. The fused attention op never
+    holds them whole, so they are recomputed from q and k, which a forward hook on each layer's
+    c_attn catches as the model runs."""
+    cfg, weights = model.config, []
+    C, H = cfg.n_embd, cfg.n_head
+    hs, Hkv = C // H, cfg.n_kv_head or H
+
+    def record(c_attn: Any, inputs: Any, qkv: Any) -> None:
+        a = qkv.numpy()[0]  # (T, C + 2 Hkv hs): q, k, v side by side
+        q = a[:, :C].reshape(-1, H, hs).transpose(1, 0, 2)  # (H, T, hs)
+        k = a[:, C : C + Hkv * hs].reshape(-1, Hkv, hs).transpose(1, 0, 2).repeat(H // Hkv, axis=0)  # (H, T, hs)
+        s = q @ k.transpose(0, 2, 1) / np.sqrt(hs)  # (H, T, T)
+        s[:, np.triu(np.ones(s.shape[1:], dtype=bool), 1)] = -np.inf  # query i sees keys j <= i
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        weights.append(e / e.sum(axis=-1, keepdims=True))
+
+    hooks = [b.attn.c_attn.register_forward_hook(record) for b in model.transformer.h]
+    try:
+        model([ids])
+    finally:
+        for h in hooks:
+            h.remove()
+    return weights
+
+
 def attention_figure(ckpt: str | Path, prompt: str, device: str = "cpu") -> Any:
     model, tok, _ = load_model(ckpt, device)
     ids = tok.encode(prompt)[-model.config.block_size :]
     if not ids:
         raise ValueError("plot: the prompt is empty")
     blocks = list(model.transformer.h)
-    for b in blocks:
-        b.attn.record_attention = True
     model.eval()
-    model([ids])
+    weights = attention_weights(model, ids)  # per layer (H, T, T)
     labels = [visible(tok.decode([i])) for i in ids]
     plt = _pyplot()
     L, H = len(blocks), model.config.n_head
     fig, axes = plt.subplots(L, H, figsize=(2.2 * H + 1.5, 2.2 * L + 0.5), squeeze=False, layout="constrained")
     for li, b in enumerate(blocks):
-        att = b.attn.attention[0]  # (H, T, T)
+        att = weights[li]  # (H, T, T)
         for hi in range(H):
             ax = axes[li][hi]
             image = ax.imshow(np.asarray(att[hi]), cmap="viridis", vmin=0, vmax=1)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import minigrad
+from minigrad import nn
 from gpt.model import GPT, GPTConfig, sinusoidal_positions
 
 
@@ -87,6 +88,27 @@ def test_gpt2_init_statistics():
             assert np.all(w == 0), name
         if ".ln_" in name and name.endswith(".weight"):
             assert np.all(w == 1), name
+
+
+def test_init_goes_by_module_type_not_by_name():
+    """GPT initialises Linear and Embedding layers by type (nanoGPT's self.apply(self._init_weights)):
+    a LayerNorm under any name keeps what it was made with, a Linear under any name gets N(0, 0.02), bias 0."""
+    model = GPT(tiny_config())
+    odd = nn.ModuleDict(norm=nn.LayerNorm(64), proj=nn.Linear(64, 64))
+    odd.norm.weight.data[...] = 3.0
+    odd.apply(model._init_weights)
+    assert np.all(odd.norm.weight.numpy() == 3.0) and np.all(odd.proj.bias.numpy() == 0)  # LayerNorm untouched
+    assert abs(odd.proj.weight.numpy().std() / 0.02 - 1) < 0.1
+
+
+def test_forward_hooks_see_each_call_until_removed():
+    lin, seen = nn.Linear(3, 2), []
+    handle = lin.register_forward_hook(lambda m, args, out: seen.append((m, args[0].shape, out.shape)))
+    x = minigrad.randn(4, 3)
+    lin(x)
+    handle.remove()
+    lin(x)
+    assert seen == [(lin, (4, 3), (4, 2))]
 
 
 @pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal"])

@@ -10,7 +10,7 @@ Read next: layers.py.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from minigrad.backend import backend_of_array, to_device
 from minigrad.tensor import Tensor
@@ -85,7 +85,18 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        for hook in self.__dict__.get("_forward_hooks", {}).values():
+            hook(self, args, out)
+        return out
+
+    def register_forward_hook(self, hook: Callable[[Module, tuple[Any, ...], Any], None]) -> HookHandle:
+        """Call hook(module, args, output) after every forward, as PyTorch's; `.remove()` on the
+        returned handle stops it. (gpt/plot.py catches attention's q and k this way.)"""
+        hooks = self.__dict__.setdefault("_forward_hooks", {})
+        handle = HookHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     # ---- the tree ------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -119,6 +130,13 @@ class Module:
             yield p
 
     # ---- modes and grads --------------------------------------------------------
+    def apply(self, fn: Callable[[Module], None]) -> Module:
+        """Call fn on every submodule, then on this one (as PyTorch's; GPT initialises its weights so)."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
     def train(self, mode: bool = True) -> Module:
         for m in self.modules():
             object.__setattr__(m, "training", mode)
@@ -191,6 +209,19 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
+
+
+class HookHandle:
+    """What register_forward_hook returns: `remove()` takes the hook away again."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict[int, Any]) -> None:
+        self.hooks, self.id = hooks, HookHandle._next_id
+        HookHandle._next_id += 1
+
+    def remove(self) -> None:
+        self.hooks.pop(self.id, None)
 
 
 class Sequential(Module):

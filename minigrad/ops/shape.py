@@ -57,9 +57,9 @@ class GetItem(Function):
 class Scatter(SparseGrad):
     """A gradient that is zero except at some indexed places: what indexing's backward returns.
 
-    qkv[0], qkv[1], qkv[2] (the GPT's q, k and v) are three GetItem ops. If each backward
-    returned a zero array of qkv's full shape with its third filled in, the engine would then
-    add the three full arrays: five full-size passes of nothing but zeros and copies. Kept as
+    q, k, v = c_attn(x).split(...) (the GPT's attention) makes three GetItem ops. If each
+    backward returned a zero array of the whole output's shape with its piece filled in, the
+    engine would then add the three full arrays: five full-size passes of nothing but zeros and copies. Kept as
     (index, values) parts instead, the pieces of one tensor's gradient are written into a
     single zero array when the gradient is needed (autograd.SparseGrad)."""
 
