@@ -88,8 +88,9 @@ def assert_same_run(a: Path, b: Path) -> None:
     meta_a, model_a, optim_a = load_checkpoint(a / "ckpt.npz")
     meta_b, model_b, optim_b = load_checkpoint(b / "ckpt.npz")
     assert meta_a["iter"] == meta_b["iter"] and meta_a["data_rng"] == meta_b["data_rng"]
-    for name, w in model_a.items():
-        np.testing.assert_allclose(model_b[name], w, rtol=1e-12, atol=1e-14, err_msg=name)
+    for name, w in model_a.items():  # (atol: key biases have zero gradient, softmax ignores a constant
+        # added to a row of scores, so they move by rounding noise alone, ~1e-14 after a few steps)
+        np.testing.assert_allclose(model_b[name], w, rtol=1e-12, atol=1e-13, err_msg=name)
     for j, state in optim_a["state"].items():
         for n, s in state.items():
             np.testing.assert_allclose(optim_b["state"][j][n], s, rtol=1e-10, atol=1e-16, err_msg=f"{n} of {j}")
