@@ -2,9 +2,9 @@
 
 Each image is cut into patches (2x2 pixels: 16 patches of 4 values), each patch is embedded by
 one Linear layer, a learned [CLS] vector is put in front, learned position vectors are added,
-and the sequence of 17 goes through a transformer encoder (encoder.py: the GPT's block without
-the causal mask). The [CLS] position's output, after the encoder, is the image's summary: a
-Linear head turns it into 10 class scores.
+and the sequence of 17 goes through a transformer encoder (minigrad.nn.TransformerEncoder with
+norm_first=True: the GPT's block without the causal mask). The [CLS] position's output, after the
+encoder, is the image's summary: a Linear head turns it into 10 class scores.
 
 Training runs for a time budget (--minutes) with the learning rate decaying on a cosine to 0
 exactly when the budget ends, on random +-1-pixel shifts of the training images. Split: 80/20,
@@ -12,7 +12,7 @@ stratified by class, fixed seed; the same split for the two baselines printed be
 (logistic regression and a small MLP, from scikit-learn). Needs scikit-learn (the digits ship
 inside its wheel): pip install -e '.[vit]'.
 
-    python examples/vit_digits.py [--minutes 5] [--plot vit_attention.png]
+    python examples/vit_digits.py [--minutes 5 | --steps 1800] [--plot vit_attention.png]
 
 Last line of output: one JSON object with the metrics. Leaves out: colour images, larger
 patches' convolutional stem, distillation, and everything timm's ViT adds (see the README).
@@ -38,10 +38,6 @@ from minigrad import nn  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 from minigrad.tensor import Tensor  # noqa: E402
 
-try:
-    from encoder import Encoder  # noqa: E402  (run as a script: examples/ is on sys.path)
-except ImportError:  # imported as examples.vit_digits
-    from examples.encoder import Encoder  # noqa: E402
 
 
 def patchify(images: np.ndarray, patch_size: int) -> np.ndarray:
@@ -67,39 +63,45 @@ class ViT(nn.Module):
         self.patch_embed = nn.Linear(patch_size * patch_size, d_model)
         self.cls_token = nn.Parameter(minigrad.randn(1, 1, d_model) * 0.02)
         self.pos_embed = nn.Parameter(minigrad.randn(1, n_patches + 1, d_model) * 0.02)  # [CLS] + patches
-        self.encoder = Encoder(n_layer, d_model, n_head, 4 * d_model, dropout)
+        layer = nn.TransformerEncoderLayer(d_model, n_head, 4 * d_model, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)  # pre-LN, as the GPT's blocks
+        self.encoder = nn.TransformerEncoder(layer, n_layer, norm=nn.LayerNorm(d_model))
         self.head = nn.Linear(d_model, n_classes)
 
-    def forward(self, images: np.ndarray, labels: np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
-        """images (B, S, S) float -> (logits (B, n_classes), mean cross-entropy or None)."""
+    def embed(self, images: np.ndarray) -> Tensor:
+        """images (B, S, S) -> [CLS] + patch embeddings + positions, (B, N + 1, C)."""
         if images.ndim == 3 and images.shape[1:] != (self.image_size, self.image_size):
             raise ValueError(f"ViT: images must be {self.image_size}x{self.image_size} (the model's image_size), "
                              f"got {images.shape[1]}x{images.shape[2]}")
         dev = self.head.weight.device
         patches = Tensor(patchify(images, self.patch_size).astype(self.head.weight.dtype), device=dev)  # (B, N, P*P)
-        B = patches.shape[0]
         x = self.patch_embed(patches)  # (B, N, C)
-        cls = F.broadcast_to(self.cls_token, (B, 1, x.shape[-1]))  # (B, 1, C)
-        x = F.cat([cls, x], axis=1) + self.pos_embed  # (B, N + 1, C)
-        x = self.encoder(x)  # (B, N + 1, C)
+        cls = F.broadcast_to(self.cls_token, (x.shape[0], 1, x.shape[-1]))  # (B, 1, C)
+        return F.cat([cls, x], axis=1) + self.pos_embed  # (B, N + 1, C)
+
+    def forward(self, images: np.ndarray, labels: np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
+        """images (B, S, S) float -> (logits (B, n_classes), mean cross-entropy or None)."""
+        x = self.encoder(self.embed(images))  # (B, N + 1, C): every position sees every other
         logits = self.head(x[:, 0])  # (B, n_classes): the [CLS] position only
         if labels is None:
             return logits, None
-        labels = np.asarray(labels)
+        labels, B = np.asarray(labels), logits.shape[0]
         if labels.shape != (B,) or labels.min() < 0 or labels.max() >= self.n_classes:
             raise ValueError(f"ViT: labels must be {B} class ids in [0, {self.n_classes}), got shape {labels.shape}, "
                              f"range [{labels.min()}, {labels.max()}]")
-        return logits, F.cross_entropy(logits, Tensor(labels, device=dev))
+        return logits, F.cross_entropy(logits, Tensor(labels, device=logits.device))
 
     def cls_attention(self, images: np.ndarray) -> np.ndarray:
         """The last layer's attention of [CLS] over the patches, averaged over heads: (B, S/P, S/P)."""
-        attn = self.encoder.layers[-1].self_attn
-        attn.record_attention = True
         with minigrad.no_grad():
-            self(images)
-        attn.record_attention = False
+            x = self.embed(images)
+            for layer in self.encoder.layers[:-1]:
+                x = layer(x)
+            last = self.encoder.layers[-1]
+            h = last.norm1(x)  # norm_first: attention reads the normalised stream
+            _, weights = last.self_attn(h, h, h, need_weights=True)  # (B, N + 1, N + 1), mean over heads
         side = self.image_size // self.patch_size
-        return attn.attention[:, :, 0, 1:].mean(axis=1).reshape(-1, side, side)
+        return weights.numpy()[:, 0, 1:].reshape(-1, side, side)
 
 
 def load_digits_split(seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -120,7 +122,8 @@ def baselines(x_train: np.ndarray, x_test: np.ndarray, y_train: np.ndarray, y_te
     a, b = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
     logreg = LogisticRegression(max_iter=5000).fit(a, y_train)
     mlp = MLPClassifier(hidden_layer_sizes=(128,), max_iter=1000, random_state=0).fit(a, y_train)
-    return {"logreg_accuracy": round(float(logreg.score(b, y_test)), 4), "mlp_accuracy": round(float(mlp.score(b, y_test)), 4)}
+    return {"logreg_accuracy": round(float(logreg.score(b, y_test)), 4),
+            "mlp_accuracy": round(float(mlp.score(b, y_test)), 4)}
 
 
 def shifted(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -166,6 +169,8 @@ def plot_attention(model: ViT, x: np.ndarray, y: np.ndarray, path: str, n: int =
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5.0, help="training time budget; the cosine ends with it")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="a budget in steps instead of minutes (the cosine ends with them): the same run anywhere")
     ap.add_argument("--max_steps", type=int, default=None, help="stop after this many steps, even within the budget")
     ap.add_argument("--batch_size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -195,16 +200,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                lr=args.lr, betas=(0.9, 0.99))
     n_params = sum(p.data.size for p in model.parameters())
     print(f"ViT: {n_params:,} parameters, patches {args.patch_size}x{args.patch_size}, "
-          f"budget {args.minutes} min, {len(x_train)} train / {len(x_test)} test images")
+          f"budget {f'{args.steps} steps' if args.steps else f'{args.minutes} min'}, "
+          f"{len(x_train)} train / {len(x_test)} test images")
 
     budget, warmup = 60.0 * args.minutes, 50
     t0 = time.perf_counter()
     step, order = 0, rng.permutation(len(x_train))
     while True:
         elapsed = time.perf_counter() - t0
-        if elapsed >= budget or (args.max_steps is not None and step >= args.max_steps):
+        done = step / args.steps if args.steps else elapsed / budget  # fraction of the budget spent
+        if done >= 1.0 or (args.max_steps is not None and step >= args.max_steps):
             break
-        lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
+        lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * done))
         for g in opt.param_groups:
             g["lr"] = lr
         if len(order) < args.batch_size:
@@ -227,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plot_attention(model, x_test, y_test, args.plot)
         print(f"wrote {args.plot}")
     result = {"test_accuracy": round(test_acc, 4), "train_accuracy": round(train_acc, 4), "steps": step,
-              "train_seconds": round(train_seconds, 1), "minutes": args.minutes, "params": n_params, **base}
+              "train_seconds": round(train_seconds, 1), "minutes": None if args.steps else args.minutes, "params": n_params, **base}
     print(json.dumps(result))
     return result
 

@@ -37,6 +37,12 @@ def test_default_is_multi_head():
     np.testing.assert_array_equal(a(idx, idx)[0].numpy(), b(idx, idx)[0].numpy())
 
 
+def per_group(a: np.ndarray, n_kv_head: int, G: int) -> np.ndarray:
+    """Rows of n_kv_head heads of size hs -> each head's rows repeated G times, in place."""
+    heads = a.reshape((n_kv_head, -1) + a.shape[1:])
+    return np.repeat(heads, G, axis=0).reshape((-1,) + a.shape[1:])
+
+
 @pytest.mark.parametrize("n_kv_head", [2, 1])
 def test_equals_multi_head_with_copied_kv_heads(float64, n_kv_head):
     """Grouped-query attention is multi-head attention in which query head h reads key/value head
@@ -49,8 +55,7 @@ def test_equals_multi_head_with_copied_kv_heads(float64, n_kv_head):
         if "c_attn" in name:
             w = t.numpy()
             k, v = w[C : C + n_kv_head * hs], w[C + n_kv_head * hs :]
-            expand = lambda a: np.repeat(a.reshape((n_kv_head, hs) + a.shape[1:]), G, axis=0).reshape((C,) + a.shape[1:])
-            sd[name] = minigrad.tensor(np.concatenate([w[:C], expand(k), expand(v)]))
+            sd[name] = minigrad.tensor(np.concatenate([w[:C], per_group(k, n_kv_head, G), per_group(v, n_kv_head, G)]))
     mha.load_state_dict(sd)
     idx = np.random.default_rng(0).integers(0, 13, (2, 9))
     np.testing.assert_allclose(gqa(idx, idx)[0].numpy(), mha(idx, idx)[0].numpy(), rtol=1e-12, atol=1e-12)

@@ -1,5 +1,5 @@
-"""The encoder of the encoder examples (examples/encoder.py) and the ViT on digits: gradients, masks,
-patches, bad input, and (slow) the target the README states. BERT: test_bert.py."""
+"""The ViT on digits (examples/vit_digits.py): gradients, patches, the [CLS] attention, bad input, and
+(slow) the target the README states. BERT: test_bert.py."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,6 @@ import minigrad
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
-from encoder import Encoder  # noqa: E402
 import vit_digits  # noqa: E402
 from vit_digits import ViT, patchify  # noqa: E402
 
@@ -31,30 +30,6 @@ def run_example(name: str, *args: str, timeout: int) -> dict:
     out = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-# ---- the encoder --------------------------------------------------------------------------------
-
-
-def test_encoder_gradcheck_with_padding(device, float64):
-    enc = randomize(Encoder(n_layer=2, d_model=8, n_head=2, dim_feedforward=16)).to(device)
-    x = minigrad.tensor(np.random.default_rng(1).normal(size=(2, 5, 8)), device=device, requires_grad=True)
-    pad = minigrad.tensor(np.array([[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]], dtype=bool), device=device)
-    assert minigrad.gradcheck(lambda x, *_: enc(x, pad), [x] + list(enc.parameters()), fast_mode=True)
-
-
-def test_padding_is_never_looked_at_and_every_position_sees_the_future(float64):
-    enc = randomize(Encoder(n_layer=2, d_model=8, n_head=2, dim_feedforward=16))
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(1, 5, 8))
-    pad = minigrad.tensor(np.array([[0, 0, 0, 1, 1]], dtype=bool))
-    y = enc(minigrad.tensor(x), pad).numpy()
-    x2 = x.copy()
-    x2[0, 3:] = rng.normal(size=(2, 8))  # other padding
-    np.testing.assert_allclose(enc(minigrad.tensor(x2), pad).numpy()[0, :3], y[0, :3], rtol=1e-12)
-    x3 = x.copy()
-    x3[0, 2] += rng.normal(size=8)  # the last real position changes: the first one (bidirectional) changes too
-    assert not np.allclose(enc(minigrad.tensor(x3), pad).numpy()[0, 0], y[0, 0])
 
 
 # ---- the ViT ------------------------------------------------------------------------------------
@@ -109,7 +84,8 @@ def test_vit_digits_runs_a_few_steps():
 
 @pytest.mark.slow
 def test_vit_digits_reaches_its_target():
-    """The README's target: >= 0.97 test accuracy after the 5-minute budget (about 6 minutes in all)."""
+    """The README's target: >= 0.97 test accuracy after a budget of 1,800 steps (about 2 minutes on an
+    idle 2-core machine; a budget in minutes would depend on the machine's load)."""
     pytest.importorskip("sklearn")
-    r = run_example("vit_digits.py", "--minutes", "5", timeout=900)
+    r = run_example("vit_digits.py", "--steps", "1800", "--no-baselines", timeout=1800)
     assert r["test_accuracy"] >= 0.97, r
