@@ -226,6 +226,11 @@ class Translator(nn.Module):
 # ---- decoding -------------------------------------------------------------------------------------
 
 
+def take(x: minigrad.Tensor, rows: np.ndarray) -> minigrad.Tensor:
+    """x[rows], with the row ids moved to x's device first."""
+    return x[minigrad.tensor(rows, device=x.device)]
+
+
 def greedy_decode(model: Translator, src: np.ndarray, max_len: int) -> list[list[int]]:
     """The most likely next character, one step at a time, for each source row; rows that have
     produced EOS drop out of the batch. Without a KV cache each step reruns the decoder on the
@@ -235,7 +240,7 @@ def greedy_decode(model: Translator, src: np.ndarray, max_len: int) -> list[list
         out = np.full((len(src), 1), BOS, dtype=np.int64)  # (B, t)
         active = np.arange(len(src))  # rows still without EOS
         for _ in range(max_len):
-            logits = model.decode(out[active], memory[active], src_pad[active])  # (b, t, V)
+            logits = model.decode(out[active], take(memory, active), take(src_pad, active))  # (b, t, V)
             nxt = np.full(len(src), PAD, dtype=np.int64)
             nxt[active] = logits.numpy()[:, -1].argmax(-1)
             out = np.concatenate([out, nxt[:, None]], axis=1)
@@ -261,7 +266,7 @@ def beam_search(model: Translator, src: np.ndarray, max_len: int, beam: int) -> 
     with minigrad.no_grad():
         memory, src_pad = model.encode(src)  # (B, S, E)
         rows = np.repeat(np.arange(B), K)  # beam b*K + k reads source row b
-        memory, src_pad = memory[rows], src_pad[rows]  # (B*K, S, E), (B*K, S)
+        memory, src_pad = take(memory, rows), take(src_pad, rows)  # (B*K, S, E), (B*K, S)
         seqs = np.full((B * K, 1), BOS, dtype=np.int64)  # (B*K, t)
         scores = np.zeros(B * K)  # summed log-probabilities
         scores.reshape(B, K)[:, 1:] = -np.inf  # at the start all beams are the same prefix: keep one
@@ -271,7 +276,7 @@ def beam_search(model: Translator, src: np.ndarray, max_len: int, beam: int) -> 
             logp = np.full((B * K, V), -np.inf)
             logp[done, PAD] = 0.0  # a finished beam continues with PAD at no cost
             alive = np.flatnonzero(~done)
-            logits = model.decode(seqs[alive], memory[alive], src_pad[alive]).numpy()[:, -1]  # (alive, V)
+            logits = model.decode(seqs[alive], take(memory, alive), take(src_pad, alive)).numpy()[:, -1]  # (alive, V)
             logits -= logits.max(-1, keepdims=True)
             logp[alive] = logits - np.log(np.exp(logits).sum(-1, keepdims=True))  # log_softmax
             cand = scores[:, None] + logp  # (B*K, V)
@@ -319,7 +324,9 @@ def teacher_forced_exact(model: Translator, numbers: np.ndarray, direction: Dire
 # ---- training -------------------------------------------------------------------------------------
 
 
-def train_direction(direction: Direction, held_out: np.ndarray, is_held_out: np.ndarray, args: argparse.Namespace) -> tuple[Translator, dict]:
+def train_direction(
+    direction: Direction, held_out: np.ndarray, is_held_out: np.ndarray, args: argparse.Namespace
+) -> tuple[Translator, dict]:
     """Train one model for args.minutes of training time (checks excluded); returns it and its metrics."""
     minigrad.manual_seed(args.seed)
     batches = training_batches(np.random.default_rng(args.seed + 1), is_held_out, direction, args.batch_size)
@@ -337,7 +344,8 @@ def train_direction(direction: Direction, held_out: np.ndarray, is_held_out: np.
             g["lr"] = lr
         src, tgt_in, tgt_out = next(batches)
         logits = model(src, tgt_in)  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), tgt_out.reshape(-1), label_smoothing=args.label_smoothing)
+        targets = minigrad.tensor(tgt_out.reshape(-1), device=args.device)  # (B*T,)
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), targets, label_smoothing=args.label_smoothing)
         opt.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), 1.0)
@@ -348,7 +356,8 @@ def train_direction(direction: Direction, held_out: np.ndarray, is_held_out: np.
             next_check += args.check_every
             exact = teacher_forced_exact(model, held_out, direction)
             checks.append((train_s, step, exact))
-            print(f"  step {step:5d}  {train_s:6.1f} s  loss {loss.item():.4f}  lr {lr:.2e}  held-out exact {exact:.4f}")
+            print(f"  step {step:5d}  {train_s:6.1f} s  loss {loss.item():.4f}  lr {lr:.2e}  "
+                  f"held-out exact {exact:.4f}")
     reached = [c for c in checks if c[2] >= 0.99]
     metrics = {
         "steps": step,

@@ -162,6 +162,18 @@ def test_the_script_runs_and_ends_with_its_metrics(tmp_path):
     assert png.stat().st_size > 1000
 
 
+@needs_transformer
+def test_the_script_runs_on_the_cupy_like_backend(monkeypatch, capsys):
+    import minigrad.testing.fakegpu  # noqa: F401  (registers the device)
+
+    monkeypatch.setattr(sys, "argv", ["translate_numbers.py", "--minutes", "0.005", "--held_out", "4",
+                                      "--check_every", "0.2", "--d_model", "16", "--nhead", "2", "--layers", "1",
+                                      "--dim_feedforward", "32", "--beam", "2", "--device", "fakegpu"])
+    tn.main()
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert all(m["steps"] > 0 for m in result.values())
+
+
 # ---- the target (slow) ----------------------------------------------------------------------------
 
 
