@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--r", type=int, default=8, help="LoRA rank")
     ap.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (the update is scaled by alpha / r)")
     ap.add_argument("--modes", default="full,last_block,lora")
+    ap.add_argument("--max_test", type=int, default=0, help="test on this many speeches drawn at random (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise ValueError("finetune_classify: the checkpoint must use the character tokenizer (--tokenizer char)")
     x_train, y_train = labelled(tok, test=False)
     x_test, y_test = labelled(tok, test=True)
+    if args.max_test:
+        rows = np.random.default_rng(args.seed).permutation(len(x_test))[: args.max_test]
+        x_test, y_test = x_test[rows], y_test[rows]
     majority = float(max(y_test.mean(), 1 - y_test.mean()))
     print(f"speeches: {len(x_train)} train ({y_train.mean():.0%} tragedy), {len(x_test)} test from "
           f"{', '.join(TEST_PLAYS)}; majority class {majority:.3f}; GPT {base.num_parameters():,} parameters")
