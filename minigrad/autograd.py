@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from minigrad.backend import Array
+
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
 
@@ -70,10 +72,10 @@ class Function:
     reuse_saved = False
     retained_output: Any = None  # a weakref to the output, if it asked for its grad (retain_grad)
 
-    def forward(self, *arrays: Any, **params: Any) -> Any:
+    def forward(self, *arrays: Array, **params: Any) -> Array:
         raise NotImplementedError
 
-    def backward(self, dout: Any) -> tuple[Any, ...]:
+    def backward(self, dout: Array) -> tuple[Array | None, ...]:
         raise NotImplementedError
 
     @classmethod
@@ -155,7 +157,7 @@ def _add_grads(a: Any, b: Any) -> Any:
     return a + b
 
 
-def backward(root: Tensor, dout: Any, retain_graph: bool = False) -> None:
+def backward(root: Tensor, dout: Array, retain_graph: bool = False) -> None:
     start = root._ctx or root
     grads: dict[int, Any] = {id(start): dout}  # node -> the gradient of its output, summed so far
     for node in _topological_order(start):
