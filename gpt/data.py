@@ -84,8 +84,13 @@ class Batches:
     """Train/val token arrays and a seeded sampler of (x, y) batches."""
 
     def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int, val_fraction: float = 0.1,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, vocab_size: int | None = None):
         n = len(tokens)
+        if vocab_size is not None and n and (tokens.min() < 0 or tokens.max() >= vocab_size):
+            # Checked once here, on the host, so that no op on the device needs to read ids back.
+            bad = tokens[(tokens < 0) | (tokens >= vocab_size)]
+            raise DataError(f"token id {int(bad[0])} is out of range for vocab_size {vocab_size} "
+                            f"({bad.size} of {n} ids are)")
         n_val = int(n * val_fraction)
         need = block_size + 1  # one window of block_size + 1 tokens
         if n - n_val < need or n_val < need:

@@ -355,7 +355,7 @@ def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | N
     ckpt_path = out_dir / "ckpt.npz"
     cfg = replace(cfg, model=replace(cfg.model, vocab_size=tok.vocab_size))  # the caller's config stays as it was
     batches = Batches(encode_array(tok, text), cfg.model.block_size, cfg.batch_size, cfg.seed,
-                      rank=comm.rank, world_size=comm.size)
+                      rank=comm.rank, world_size=comm.size, vocab_size=cfg.model.vocab_size)
 
     model = GPT(cfg.model).to(cfg.device)
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))

@@ -125,3 +125,12 @@ def test_tiny_shakespeare():
     text = read_text(TINY_SHAKESPEARE)
     assert text.startswith("First Citizen:\n") and len(text) == 1_115_394
     assert CharTokenizer.train(text).vocab_size == 65  # nanoGPT's shakespeare_char
+
+
+def test_batches_check_token_ids_once_where_the_data_enters():
+    """Ids are checked on the host when the data arrives, so no op on the device reads them back."""
+    Batches(np.arange(100), block_size=8, batch_size=2, seed=0, vocab_size=100)  # all in range
+    with pytest.raises(DataError, match=r"token id 100 is out of range for vocab_size 100 \(1 of 101 ids are\)"):
+        Batches(np.arange(101), block_size=8, batch_size=2, seed=0, vocab_size=100)
+    with pytest.raises(DataError, match="token id -1 is out of range"):
+        Batches(np.arange(-1, 100), block_size=8, batch_size=2, seed=0, vocab_size=100)
