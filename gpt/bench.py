@@ -77,19 +77,22 @@ def minigrad_stepper(cfg: GPTConfig, batch_size: int, device: str) -> tuple[GPT,
     return model, step, optim_seconds
 
 
-def torch_stepper(cfg: GPTConfig, model: GPT, threads: int | None) -> Callable[[np.ndarray], float]:
+def torch_stepper(cfg: GPTConfig, model: GPT, threads: int | None, device: str = "cpu") -> Callable[[np.ndarray], float]:
+    """PyTorch's step on the same weights, on the same kind of device (fakegpu is a CPU backend)."""
     import torch
 
     from gpt.torch_gpt import TorchGPT, load_minigrad_weights
 
     if threads:
         torch.set_num_threads(threads)
+    tdevice = "cuda" if device == "cuda" else "cpu"
     tmodel = TorchGPT(cfg)
     load_minigrad_weights(tmodel, model)
+    tmodel.to(tdevice)
     opt = tmodel.configure_optimizer(0.1, 1e-3, (0.9, 0.99))
 
     def step(batch: np.ndarray) -> float:
-        b = torch.from_numpy(batch)
+        b = torch.from_numpy(batch).to(tdevice)
         _, loss = tmodel(b[:, :-1], b[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tmodel.parameters(), 1.0)
@@ -122,7 +125,7 @@ def memory_probe(framework: str, cfg_json: str, batch_size: int, device: str, st
     cfg = GPTConfig(**json.loads(cfg_json))
     model, step, _ = minigrad_stepper(cfg, batch_size, device)
     if framework == "torch":
-        step = torch_stepper(cfg, model, None)
+        step = torch_stepper(cfg, model, None, device)
         del model
     base = _status_mb("VmRSS")
     for b in _batches(cfg, batch_size, steps):
@@ -184,7 +187,7 @@ def run_bench(cfg: GPTConfig, batch_size: int, device: str, iters: int, warmup: 
     optim_total = 0.0
     steps: dict[str, Callable[[np.ndarray], float]] = {"minigrad": step}
     if vs_torch:
-        steps["torch"] = torch_stepper(cfg, model, threads)
+        steps["torch"] = torch_stepper(cfg, model, threads, device)
     batches = _batches(cfg, batch_size, block)
     times: dict[str, list[float]] = {k: [] for k in steps}
     for s in steps.values():
