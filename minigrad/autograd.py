@@ -99,10 +99,10 @@ class Function:
             result._ctx = fn
         return result
 
-    def _forward(self, arrays: list[Any], params: dict[str, Any]) -> Any:
+    def _forward(self, arrays: list[Array], params: dict[str, Any]) -> Array:
         return self.forward(*arrays, **params)  # (profile() times the ops by wrapping this and _backward)
 
-    def _backward(self, dout: Any) -> tuple[Any, ...]:
+    def _backward(self, dout: Array) -> tuple[Array | None, ...]:
         return self.backward(dout)
 
     def free(self) -> None:
@@ -142,14 +142,14 @@ class SparseGrad:
     dtype: Any
     array_type: type
 
-    def plus(self, other: Any) -> Any:
+    def plus(self, other: Array | SparseGrad) -> Array | SparseGrad:
         raise NotImplementedError
 
-    def to_array(self) -> Any:
+    def to_array(self) -> Array:
         raise NotImplementedError
 
 
-def _add_grads(a: Any, b: Any) -> Any:
+def _add_grads(a: Array | SparseGrad, b: Array | SparseGrad) -> Array | SparseGrad:
     if isinstance(a, SparseGrad):
         return a.plus(b)
     if isinstance(b, SparseGrad):
@@ -176,7 +176,7 @@ def backward(root: Tensor, dout: Array, retain_graph: bool = False) -> None:
                 grads[k] = g_in if k not in grads else _add_grads(grads[k], g_in)
 
 
-def _run_backward(fn: Function, dout: Any, retain_graph: bool) -> tuple[Any, ...]:
+def _run_backward(fn: Function, dout: Array, retain_graph: bool) -> tuple[Array | None, ...]:
     """fn.backward(dout) and what goes around it: the grad of a tensor that asked for it
     (retain_grad), reuse_saved, checks on the grads it returns, and freeing the node."""
     if fn.edges is None:

@@ -30,7 +30,7 @@ import math
 from typing import Any
 
 from minigrad.autograd import Function
-from minigrad.backend import device_of, get_array_module
+from minigrad.backend import Array, device_of, get_array_module
 from minigrad.ops.dropout import dropout, keep_mask
 from minigrad.ops.elementwise import masked_fill, unbroadcast
 from minigrad.ops.softmax import softmax
@@ -111,7 +111,7 @@ class ScaledDotProductAttention(Function):
     """Inputs q, k, v and, if there is one, the additive mask M (a float mask, or 0/-inf made from
     a boolean one). Keeps P and Pd per block of queries; S and dS are never kept."""
 
-    def forward(self, q: Any, k: Any, v: Any, *mask: Any, causal: bool, scale: float, dropmask: Any) -> Any:
+    def forward(self, q: Array, k: Array, v: Array, *mask: Array, causal: bool, scale: float, dropmask: Array) -> Array:
         xp = get_array_module(q)
         self.q, self.k, self.v, self.scale, self.dropmask = q, k, v, scale, dropmask
         M = xp.broadcast_to(mask[0], q.shape[:-1] + k.shape[-2:-1]) if mask else None  # (B, H, Tq, Tk), a view
@@ -149,7 +149,7 @@ class ScaledDotProductAttention(Function):
 
     # Derivation, per block of queries r = r0:r1 and the keys e = 0:end they see: each forward
     # line, undone in reverse order; dX is d(loss)/dX, with X's shape.
-    def backward(self, dout: Any) -> tuple[Any, ...]:
+    def backward(self, dout: Array) -> tuple[Array | None, ...]:
         xp = get_array_module(dout)
         q, k = xp.ascontiguousarray(self.q), xp.ascontiguousarray(self.k)
         dO = xp.ascontiguousarray(dout)  # usually a transposed view too

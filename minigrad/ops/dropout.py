@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.autograd import Function
-from minigrad.backend import generator
+from minigrad.backend import Array, generator
 from minigrad.tensor import Tensor
 
 
@@ -24,12 +24,12 @@ def keep_mask(shape: tuple[int, ...], p: float, device: str, dtype: Any) -> Any:
 
 
 class Dropout(Function):
-    def forward(self, x: Any, mask: Any) -> Any:
+    def forward(self, x: Array, mask: Array) -> Array:
         self.mask = mask
         return x * mask
 
     # y = x * mask  =>  dx = dout * mask  (the same elements dropped, the same scaling)
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (dout * self.mask,)
 
 

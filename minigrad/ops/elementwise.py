@@ -21,7 +21,7 @@ from minigrad.speed import chunks, library_erf
 from minigrad.tensor import Tensor, as_operands, as_tensor
 
 
-def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
+def unbroadcast(grad: Array, shape: tuple[int, ...]) -> Array:
     """Sum `grad` down to `shape`: the adjoint of broadcasting `shape` up to grad.shape.
 
     Broadcasting copies an input along new leading axes and along its size-1 axes,
@@ -38,59 +38,59 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
 
 
 class Add(Function):
-    def forward(self, a: Any, b: Any) -> Any:
+    def forward(self, a: Array, b: Array) -> Array:
         self.a_shape, self.b_shape = a.shape, b.shape
         return a + b
 
     # y = a + b  =>  da = dout, db = dout (each summed over its broadcast axes)
-    def backward(self, dout: Any) -> tuple[Any, Any]:
+    def backward(self, dout: Array) -> tuple[Array | None, Array | None]:
         return unbroadcast(dout, self.a_shape), unbroadcast(dout, self.b_shape)
 
 
 class Sub(Function):
-    def forward(self, a: Any, b: Any) -> Any:
+    def forward(self, a: Array, b: Array) -> Array:
         self.a_shape, self.b_shape = a.shape, b.shape
         return a - b
 
     # y = a - b  =>  da = dout, db = -dout
-    def backward(self, dout: Any) -> tuple[Any, Any]:
+    def backward(self, dout: Array) -> tuple[Array | None, Array | None]:
         db = -unbroadcast(dout, self.b_shape) if self.needs_grad[1] else None
         return unbroadcast(dout, self.a_shape), db
 
 
 class Mul(Function):
-    def forward(self, a: Any, b: Any) -> Any:
+    def forward(self, a: Array, b: Array) -> Array:
         self.a, self.b = a, b
         return a * b
 
     # y = a * b  =>  da = dout * b, db = dout * a
-    def backward(self, dout: Any) -> tuple[Any, Any]:
+    def backward(self, dout: Array) -> tuple[Array | None, Array | None]:
         da = unbroadcast(dout * self.b, self.a.shape) if self.needs_grad[0] else None
         db = unbroadcast(dout * self.a, self.b.shape) if self.needs_grad[1] else None
         return da, db
 
 
 class Div(Function):
-    def forward(self, a: Any, b: Any) -> Any:
+    def forward(self, a: Array, b: Array) -> Array:
         self.a_shape, self.b = a.shape, b
         self.y = a / b
         return self.y
 
     # y = a / b  =>  da = dout / b,  db = -dout * a / b^2 = -dout * y / b
-    def backward(self, dout: Any) -> tuple[Any, Any]:
+    def backward(self, dout: Array) -> tuple[Array | None, Array | None]:
         da = unbroadcast(dout / self.b, self.a_shape) if self.needs_grad[0] else None
         db = unbroadcast(-dout * self.y / self.b, self.b.shape) if self.needs_grad[1] else None
         return da, db
 
 
 class Maximum(Function):
-    def forward(self, a: Any, b: Any) -> Any:
+    def forward(self, a: Array, b: Array) -> Array:
         self.a, self.b = a, b
         return get_array_module(a).maximum(a, b)
 
     # y = max(a, b)  =>  dout goes to the larger input; at ties (a == b) each gets half,
     # as in torch.maximum, so the two halves still sum to dout.
-    def backward(self, dout: Any) -> tuple[Any, Any]:
+    def backward(self, dout: Array) -> tuple[Array | None, Array | None]:
         a, b = self.a, self.b
         share_a = (a > b) + 0.5 * (a == b)  # 1, 1/2 or 0 (float, broadcast to the output's shape)
         da = unbroadcast(dout * share_a.astype(dout.dtype), a.shape)
@@ -99,12 +99,12 @@ class Maximum(Function):
 
 
 class Where(Function):
-    def forward(self, a: Any, b: Any, cond: Any) -> Any:
+    def forward(self, a: Array, b: Array, cond: Array) -> Array:
         self.cond, self.a_shape, self.b_shape = cond, a.shape, b.shape
         return get_array_module(a).where(cond, a, b)
 
     # y = cond ? a : b  =>  da = dout where cond else 0,  db = dout where not cond else 0
-    def backward(self, dout: Any) -> tuple[Any, Any]:
+    def backward(self, dout: Array) -> tuple[Array | None, Array | None]:
         xp = get_array_module(dout)
         zero = xp.zeros((), dtype=dout.dtype)
         da = unbroadcast(xp.where(self.cond, dout, zero), self.a_shape) if self.needs_grad[0] else None
@@ -160,82 +160,82 @@ def compare(op: str, a: Any, b: Any) -> Tensor:
 
 
 class Neg(Function):
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Array) -> Array:
         return -x
 
     # y = -x  =>  dx = -dout
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (-dout,)
 
 
 class Pow(Function):
-    def forward(self, x: Any, p: float) -> Any:
+    def forward(self, x: Array, p: float) -> Array:
         self.x, self.p = x, p
         return x**p
 
     # y = x^p  =>  dx = dout * p * x^(p-1)
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (dout * (self.p * self.x ** (self.p - 1)),)
 
 
 class Exp(Function):
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Array) -> Array:
         self.y = get_array_module(x).exp(x)
         return self.y
 
     # y = e^x  =>  dx = dout * y
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (dout * self.y,)
 
 
 class Log(Function):
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Array) -> Array:
         self.x = x
         return get_array_module(x).log(x)
 
     # y = ln x  =>  dx = dout / x
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (dout / self.x,)
 
 
 class Sqrt(Function):
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Array) -> Array:
         self.y = get_array_module(x).sqrt(x)
         return self.y
 
     # y = x^(1/2)  =>  dx = dout / (2 y)
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (dout / (2 * self.y),)
 
 
 class Tanh(Function):
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Array) -> Array:
         self.y = get_array_module(x).tanh(x)
         return self.y
 
     # y = tanh x  =>  dx = dout * (1 - y^2)
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (dout * (1 - self.y * self.y),)
 
 
 class Sigmoid(Function):
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Array) -> Array:
         # 1 / (1 + e^-x) overflows e^-x for x << 0; the tanh form never does.
         self.y = 0.5 * (1 + get_array_module(x).tanh(0.5 * x))
         return self.y
 
     # y = 1 / (1 + e^-x)  =>  dx = dout * y * (1 - y)
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (dout * self.y * (1 - self.y),)
 
 
 class ReLU(Function):
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Array) -> Array:
         self.positive = x > 0
         return get_array_module(x).maximum(x, 0)
 
     # y = max(x, 0)  =>  dx = dout where x > 0, else 0 (also 0 at the kink x = 0)
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (dout * self.positive,)
 
 
@@ -348,12 +348,12 @@ class GELU(Function):
 
 
 class Cast(Function):
-    def forward(self, x: Any, dtype: Any) -> Any:
+    def forward(self, x: Array, dtype: Any) -> Array:
         self.in_dtype = x.dtype
         return x.astype(dtype)
 
     # y = x in another dtype  =>  dx = dout in x's dtype
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (dout.astype(self.in_dtype),)
 
 

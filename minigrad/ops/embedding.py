@@ -27,17 +27,17 @@ from typing import Any
 import numpy as np
 
 from minigrad.autograd import Function
-from minigrad.backend import get_array_module
+from minigrad.backend import Array, get_array_module
 from minigrad.tensor import Tensor, check_same_device
 
 
 class Embedding(Function):
-    def forward(self, weight: Any, idx: Any) -> Any:
+    def forward(self, weight: Array, idx: Array) -> Array:
         self.idx, self.shape, self.dtype = idx, weight.shape, weight.dtype
         return weight[idx]
 
     # y[n, :] = weight[idx[n], :]  =>  dweight[v, :] = sum over n with idx[n] == v of dout[n, :]
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         xp = get_array_module(dout)
         dweight = xp.zeros(self.shape, dtype=self.dtype)  # (V, C)
         ids = self.idx.reshape(-1)  # (N,)

@@ -16,13 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.autograd import Function
+from minigrad.backend import Array
 from minigrad.ops.elementwise import unbroadcast
 from minigrad.ops.reduce import col_sum
 from minigrad.tensor import Tensor, as_operands
 
 
 class MatMul(Function):
-    def forward(self, a: Any, b: Any) -> Any:
+    def forward(self, a: Array, b: Array) -> Array:
         self.a, self.b = a, b
         return a @ b
 
@@ -30,7 +31,7 @@ class MatMul(Function):
     # added axis is dropped from the result. Backward restores those axes, applies
     #   da = dout @ b^T,  db = a^T @ dout   (per batch matrix)
     # and sums over broadcast batch dimensions.
-    def backward(self, dout: Any) -> tuple[Any, Any]:
+    def backward(self, dout: Array) -> tuple[Array | None, Array | None]:
         a, b = self.a, self.b
         a2 = a.reshape(1, -1) if a.ndim == 1 else a  # (..., n, k)
         b2 = b.reshape(-1, 1) if b.ndim == 1 else b  # (..., k, m)
@@ -54,7 +55,7 @@ class Linear(Function):
     One op rather than matmul + add (simple.linear), so that dW is a single (out, N) @ (N, in) product
     over all N = prod(...) rows instead of a batch of products summed afterwards."""
 
-    def forward(self, x: Any, w: Any, *b: Any) -> Any:
+    def forward(self, x: Array, w: Array, *b: Array) -> Array:
         self.x, self.w = x, w
         y = x.reshape(-1, w.shape[1]) @ w.T  # (N, out): one BLAS call, not one per batch row
         if b:
@@ -65,7 +66,7 @@ class Linear(Function):
     #   dx = dout @ W            (N, in)  = (N, out) @ (out, in)
     #   dW = dy2.T @ x2          (out, in) = (out, N) @ (N, in)
     #   db = sum_n dy2[n]        (out,)
-    def backward(self, dout: Any) -> tuple[Any, ...]:
+    def backward(self, dout: Array) -> tuple[Array | None, ...]:
         x, w = self.x, self.w
         dy2 = dout.reshape(-1, w.shape[0])
         dx = (dy2 @ w).reshape(x.shape) if self.needs_grad[0] else None

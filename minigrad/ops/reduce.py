@@ -34,34 +34,34 @@ def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-def _spread(dout: Any, shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
+def _spread(dout: Array, shape: tuple[int, ...], axes: tuple[int, ...]) -> Array:
     """dout (reduced shape) -> x's shape: each reduced element's grad copied to all its sources."""
     return get_array_module(dout).broadcast_to(dout.reshape(_kept_shape(shape, axes)), shape)
 
 
 class Sum(Function):
-    def forward(self, x: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
+    def forward(self, x: Array, axes: tuple[int, ...], keepdims: bool) -> Array:
         self.shape, self.axes = x.shape, axes
         return x.sum(axis=axes, keepdims=keepdims)
 
     # y = sum_i x_i  =>  dx_i = dout  (for every i that was summed into y)
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (_spread(dout, self.shape, self.axes),)
 
 
 class Mean(Function):
-    def forward(self, x: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
+    def forward(self, x: Array, axes: tuple[int, ...], keepdims: bool) -> Array:
         self.shape, self.axes = x.shape, axes
         self.count = _count(x.shape, axes)
         return x.mean(axis=axes, keepdims=keepdims)
 
     # y = (1/n) sum_i x_i  =>  dx_i = dout / n
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (_spread(dout / self.count, self.shape, self.axes),)
 
 
 class Max(Function):
-    def forward(self, x: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
+    def forward(self, x: Array, axes: tuple[int, ...], keepdims: bool) -> Array:
         y = x.max(axis=axes, keepdims=True)
         self.x, self.y_kept, self.axes = x, y, axes
         return y if keepdims else y.reshape([n for i, n in enumerate(y.shape) if i not in axes])
@@ -69,14 +69,14 @@ class Max(Function):
     # y = max_i x_i  =>  dx_i = dout where x_i == y, else 0.
     # Ties: when k elements share the maximum, each gets dout / k (as torch.amax does),
     # so the gradient still sums to dout. Gradient checks keep inputs away from ties.
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         is_max = (self.x == self.y_kept).astype(dout.dtype)
         share = is_max / is_max.sum(axis=self.axes, keepdims=True)
         return (share * dout.reshape(self.y_kept.shape),)
 
 
 class Var(Function):
-    def forward(self, x: Any, axes: tuple[int, ...], keepdims: bool, correction: int) -> Any:
+    def forward(self, x: Array, axes: tuple[int, ...], keepdims: bool, correction: int) -> Array:
         self.shape, self.axes = x.shape, axes
         self.centered = x - x.mean(axis=axes, keepdims=True)
         self.denom = _count(x.shape, axes) - correction
@@ -84,7 +84,7 @@ class Var(Function):
 
     # y = sum_i (x_i - m)^2 / (n - c),  m = mean(x)
     # dx_i = dout * 2 (x_i - m) / (n - c)   (the term through m vanishes: sum_i (x_i - m) = 0)
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (self.centered * _spread(dout * (2.0 / self.denom), self.shape, self.axes),)
 
 

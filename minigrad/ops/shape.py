@@ -14,35 +14,35 @@ from typing import Any, Sequence
 import numpy as np
 
 from minigrad.autograd import Function, SparseGrad
-from minigrad.backend import get_array_module
+from minigrad.backend import Array, get_array_module
 from minigrad.ops.elementwise import unbroadcast
 from minigrad.tensor import Tensor, check_same_device
 
 
 class Reshape(Function):
-    def forward(self, x: Any, shape: tuple[int, ...]) -> Any:
+    def forward(self, x: Array, shape: tuple[int, ...]) -> Array:
         self.in_shape = x.shape
         return x.reshape(shape)
 
     # y = x viewed as another shape, element order kept  =>  dx = dout viewed as x's shape
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (dout.reshape(self.in_shape),)
 
 
 class Permute(Function):
-    def forward(self, x: Any, axes: tuple[int, ...]) -> Any:
+    def forward(self, x: Array, axes: tuple[int, ...]) -> Array:
         self.axes = axes
         return x.transpose(axes)
 
     # y[..., i_axes[k], ...] = x[...]: axis k of y is axis axes[k] of x
     # =>  dx = dout permuted by the inverse permutation (argsort of axes)
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         inverse = sorted(range(len(self.axes)), key=self.axes.__getitem__)
         return (dout.transpose(inverse),)
 
 
 class GetItem(Function):
-    def forward(self, x: Any, index: Any) -> Any:
+    def forward(self, x: Array, index: Any) -> Array:
         self.shape, self.dtype, self.index = x.shape, x.dtype, index
         return x[index]
 
@@ -50,7 +50,7 @@ class GetItem(Function):
     # With integer-array indices one element may be gathered several times: its gradient is the
     # sum of all of them, so the scatter uses add.at (a plain dx[index] = dout would keep only one).
     # The zeros are made by Scatter, below, once for all the pieces of a split.
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (Scatter(self.shape, self.dtype, [(self.index, dout, _is_advanced(self.index))]),)
 
 
@@ -67,12 +67,12 @@ class Scatter(SparseGrad):
         self.shape, self.dtype, self.parts = shape, dtype, parts  # parts: (index, values, index repeats?)
         self.array_type = type(parts[0][1])
 
-    def plus(self, other: Any) -> Any:
+    def plus(self, other: Array | SparseGrad) -> Array | SparseGrad:
         if isinstance(other, Scatter):
             return Scatter(self.shape, self.dtype, self.parts + other.parts)
         return self.to_array(start=other)
 
-    def to_array(self, start: Any = None) -> Any:
+    def to_array(self, start: Array | None = None) -> Array:
         """The dense gradient: zeros (or a copy of `start`) plus every part at its index."""
         xp = get_array_module(self.parts[0][1])
         out = xp.zeros(self.shape, dtype=self.dtype) if start is None else start.copy()
@@ -92,7 +92,7 @@ def _is_advanced(index: Any) -> bool:
 
 
 class Concatenate(Function):
-    def forward(self, *xs: Any, axis: int) -> Any:
+    def forward(self, *xs: Array, axis: int) -> Array:
         self.axis = axis
         self.bounds = []
         total = 0
@@ -102,27 +102,27 @@ class Concatenate(Function):
         return get_array_module(xs[0]).concatenate(xs, axis=axis)
 
     # y = [x1 | x2 | ...] along axis  =>  dx_k = the slice of dout where x_k was placed
-    def backward(self, dout: Any) -> tuple[Any, ...]:
+    def backward(self, dout: Array) -> tuple[Array | None, ...]:
         return tuple(get_array_module(dout).split(dout, self.bounds, axis=self.axis))
 
 
 class Stack(Function):
-    def forward(self, *xs: Any, axis: int) -> Any:
+    def forward(self, *xs: Array, axis: int) -> Array:
         self.axis = axis
         return get_array_module(xs[0]).stack(xs, axis=axis)
 
     # y[..., k, ...] = x_k  =>  dx_k = dout[..., k, ...]
-    def backward(self, dout: Any) -> tuple[Any, ...]:
+    def backward(self, dout: Array) -> tuple[Array | None, ...]:
         return tuple(get_array_module(dout).moveaxis(dout, self.axis, 0))
 
 
 class BroadcastTo(Function):
-    def forward(self, x: Any, shape: tuple[int, ...]) -> Any:
+    def forward(self, x: Array, shape: tuple[int, ...]) -> Array:
         self.in_shape = x.shape
         return get_array_module(x).broadcast_to(x, shape)
 
     # y = x copied along the broadcast axes  =>  dx = dout summed over them
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         return (unbroadcast(dout, self.in_shape),)
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from minigrad.autograd import Function
-from minigrad.backend import get_array_module
+from minigrad.backend import Array, get_array_module
 from minigrad.tensor import Tensor, check_same_device
 
 
-def _log_sum_exp(x: Any, axis: int) -> tuple[Any, Any]:
+def _log_sum_exp(x: Array, axis: int) -> tuple[Array, Array]:
     """(x - max, log sum exp(x - max)) along axis, keepdims."""
     xp = get_array_module(x)
     shifted = x - x.max(axis=axis, keepdims=True)
@@ -29,7 +29,7 @@ def _log_sum_exp(x: Any, axis: int) -> tuple[Any, Any]:
 
 
 class Softmax(Function):
-    def forward(self, x: Any, axis: int) -> Any:
+    def forward(self, x: Array, axis: int) -> Array:
         xp = get_array_module(x)
         e = xp.exp(x - x.max(axis=axis, keepdims=True))
         self.y, self.axis = e / e.sum(axis=axis, keepdims=True), axis
@@ -40,26 +40,26 @@ class Softmax(Function):
     #                                  = y_j (dout_j - sum_i dout_i y_i):
     #   dx = y * (dout - sum(dout * y, axis))
     # (the V x V Jacobian is never built). Note sum(y) = 1 always, so a constant dout gives dx = 0.
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         y = self.y
         return (y * (dout - (dout * y).sum(axis=self.axis, keepdims=True)),)
 
 
 class LogSoftmax(Function):
-    def forward(self, x: Any, axis: int) -> Any:
+    def forward(self, x: Array, axis: int) -> Array:
         shifted, lse = _log_sum_exp(x, axis)
         self.y, self.axis = shifted - lse, axis
         return self.y
 
     # y_i = x_i - log sum_j e^x_j  =>  dy_i/dx_j = delta_ij - softmax_j, so
     #   dx = dout - softmax(x) * sum(dout, axis),   softmax(x) = e^y
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         xp = get_array_module(dout)
         return (dout - xp.exp(self.y) * dout.sum(axis=self.axis, keepdims=True),)
 
 
 class CrossEntropy(Function):
-    def forward(self, logits: Any, targets: Any, ignore_index: int, label_smoothing: float) -> Any:
+    def forward(self, logits: Array, targets: Array, ignore_index: int, label_smoothing: float) -> Array:
         xp = get_array_module(logits)
         n, v = logits.shape
         used = targets != ignore_index  # (N,)
@@ -82,7 +82,7 @@ class CrossEntropy(Function):
     # q_n = (1 - eps) onehot(t_n) + eps / V  (q_n = onehot(t_n) without label smoothing).
     # From log_softmax's backward with dout = -q_n / count, and sum_v q_nv = 1:
     #   dlogits_n = (p_n - q_n) / count   (0 for ignored rows),  times the scalar dout
-    def backward(self, dout: Any) -> tuple[Any]:
+    def backward(self, dout: Array) -> tuple[Array]:
         xp = get_array_module(self.p)
         dlogits = self.p - self.eps / self.p.shape[1] if self.eps else self.p.copy()
         dlogits[xp.arange(dlogits.shape[0]), self.safe] -= 1 - self.eps
