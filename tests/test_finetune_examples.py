@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import string
 import subprocess
 import sys
@@ -19,18 +20,42 @@ sys.path.insert(0, str(EXAMPLES))
 
 
 def test_instruction_batches_train_only_on_the_response():
-    from finetune_instructions import ALPACA, make_batch
+    from finetune_instructions import ALPACA, PREAMBLE, make_batch
 
     tok = CharTokenizer(sorted(set(ALPACA + string.ascii_letters + string.digits + "?:# \n")))
     examples = [("reverse", ALPACA.format(instruction="Reverse the word: abc"), "cba\n"),
                 ("next", ALPACA.format(instruction="What number comes after 9?"), "10\n")]
-    x, y = make_batch(tok, examples, np.array([0, 1]))
+    x, y = make_batch(tok, examples)
     for b, (_, prompt, response) in enumerate(examples):
         targets = [t for t in y[b] if t != -1]
         assert tok.decode(targets) == response  # only the response (and its newline) is scored
-        n = len(prompt) + len(response) - 1
-        assert tok.decode(x[b, :n]) == (prompt + response)[:-1]
-        assert (y[b, : len(prompt) - 1] == -1).all()
+        n = len(prompt) + len(response) - 1 - len(PREAMBLE)
+        assert PREAMBLE + tok.decode(x[b, :n]) == (prompt + response)[:-1]
+        assert (y[b, : len(prompt) - len(PREAMBLE) - 1] == -1).all()
+
+
+def test_shared_preamble_gives_the_loss_and_gradients_of_full_sequences(float64):
+    """loss_on_responses runs the preamble once and broadcasts its keys and values to the batch:
+    the same numbers as GPT's plain forward and backward on each whole sequence."""
+    from finetune_instructions import ALPACA, PREAMBLE, loss_on_responses, make_batch
+
+    tok = CharTokenizer(sorted(set(ALPACA + string.ascii_letters + string.digits + "?:# \n")))
+    examples = [("reverse", ALPACA.format(instruction="Reverse the word: abc"), "cba\n"),
+                ("next", ALPACA.format(instruction="What number comes after 9?"), "10\n")]
+    minigrad.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=192, n_layer=2, n_head=2, n_embd=16, n_kv_head=1))
+    x, y = make_batch(tok, examples)
+    shared = loss_on_responses(model, tok, x, y)
+    shared.backward()
+    grads = [p.grad.numpy().copy() for p in model.parameters()]
+    model.zero_grad()
+    P = np.array(tok.encode(PREAMBLE))
+    _, full = model(np.concatenate([np.broadcast_to(P, (2, len(P))), x], axis=1),
+                    np.concatenate([np.full((2, len(P)), -1), y], axis=1))
+    full.backward()
+    np.testing.assert_allclose(shared.item(), full.item(), rtol=1e-12)
+    for g, p in zip(grads, model.parameters()):
+        np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
 def test_grow_vocab_keeps_old_rows_and_the_tied_head():
@@ -76,9 +101,9 @@ def base_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("finetune_base")
 
 
-def run_example(name: str, base_dir: Path, *args: str) -> dict:
+def run_example(name: str, base_dir: Path, *args: str, env: dict[str, str] | None = None) -> dict:
     out = subprocess.run([sys.executable, str(EXAMPLES / name), "--base_dir", str(base_dir), *args],
-                         capture_output=True, text=True, timeout=1200, cwd=base_dir)
+                         capture_output=True, text=True, timeout=1200, cwd=base_dir, env={**os.environ, **(env or {})})
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -96,11 +121,11 @@ def test_finetune_classify_runs_the_three_ways(base_dir):
 
 
 @pytest.mark.slow
-def test_finetune_instructions_learns_from_the_responses(base_dir):
-    """A short run (100 steps): the answers start at 0% and the loss on the responses falls. The
-    issue's target (>= 95% exact match on held-out instructions) is NOT reached by the example's
-    default run on a CPU (see the README's figures), so it is not asserted here. 279 s on
-    this session's crowded CPU (about a quarter of a core)."""
-    r = run_example("finetune_instructions.py", base_dir, "--steps", "100")
+def test_finetune_instructions_reaches_95_percent_on_held_out_instructions(base_dir):
+    """The README's run and target: from about 0% exact match before fine-tuning to >= 95% after,
+    on 400 held-out instructions. One BLAS thread, as the README's command. 462 s here (with the
+    10 s pretraining, when run alone) on this session's CPU at a load of 3 on 2 cores; the
+    fine-tuning alone took 302 s on a core it had to itself."""
+    r = run_example("finetune_instructions.py", base_dir, env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
     assert r["exact_match_before"] <= 0.05, r
-    assert r["loss_last_10"] < 0.75 * r["loss_first_10"], r
+    assert r["exact_match_after"] >= 0.95, r
