@@ -47,16 +47,18 @@ BASE = GPTConfig(block_size=192, n_layer=4, n_head=4, n_embd=64, dropout=0.0)  #
 
 
 # ---- the pretrained starting point (shared with finetune_instructions.py) ---------------------
-def pretrained_gpt(ckpt: str | None, pretrain_iters: int, out_dir: str) -> tuple[GPT, Any, dict]:
-    """A GPT and its tokenizer from `ckpt`, or from a short pretraining on the plays minus TEST_PLAYS
-    (reused from out_dir/ckpt.npz when it is already there with as many iterations)."""
+def pretrained_gpt(ckpt: str | None, pretrain_iters: int, out_dir: str,
+                   config: GPTConfig = BASE) -> tuple[GPT, Any, dict]:
+    """A GPT and its tokenizer from `ckpt`, or from a short pretraining of a `config` model on the
+    plays minus TEST_PLAYS (reused from out_dir/ckpt.npz when it is already there with as many
+    iterations and the same config)."""
     if ckpt:
         model, tok, meta = load_model(ckpt)
         return model, tok, {"ckpt": ckpt, "pretrain_iters": meta.get("iter"), "pretrain_seconds": 0.0}
     path = Path(out_dir) / "ckpt.npz"
     if path.is_file():
         model, tok, meta = load_model(path)
-        same = all(meta["model_config"].get(k) == v for k, v in asdict(BASE).items() if k != "vocab_size")
+        same = all(meta["model_config"].get(k) == v for k, v in asdict(config).items() if k != "vocab_size")
         if meta.get("iter") == pretrain_iters and same:
             return model, tok, {"ckpt": str(path), "pretrain_iters": pretrain_iters, "pretrain_seconds": 0.0}
     text = "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8")) for f in sorted(_plays_dir().rglob("*.md"))
@@ -66,7 +68,7 @@ def pretrained_gpt(ckpt: str | None, pretrain_iters: int, out_dir: str) -> tuple
         data.write_text(text, encoding="utf-8")
         cfg = TrainConfig(data=str(data), out_dir=out_dir, max_iters=pretrain_iters, batch_size=8,
                           eval_interval=pretrain_iters, eval_iters=5, warmup_iters=20, learning_rate=3e-3,
-                          progress=False, model=BASE)
+                          progress=False, model=config)
         t0 = time.perf_counter()
         result = train(cfg)
     print(f"pretrained {pretrain_iters} steps in {time.perf_counter() - t0:.0f} s: val loss {result['losses']['val']:.3f}")

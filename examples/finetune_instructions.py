@@ -29,12 +29,12 @@ of its length. A step computes them once, for one row with gradients, and lets a
 to their keys and values (the KV cache that sampling uses): the same loss and gradients as B full
 sequences (a test checks it) for about half the time.
 
-The start is the pretrained character-level GPT of finetune_classify.py (--ckpt, or its short
-pretraining). Its vocabulary lacks '#', so the token table grows by the missing characters (new
-rows drawn as at initialisation; the head is tied, so it grows with it). Copying letters by
-their position is what the model has to learn here, and a 4-layer, 64-wide model needs thousands
-of steps for it: the default 3,000 of batch 32 (5 minutes on one CPU core) reach 97% on the
-held-out instructions; a few hundred of batch 16 left it at 0%.
+The start is a pretrained character-level GPT: --ckpt, or BASE pretrained briefly on the plays
+by finetune_classify.pretrained_gpt. Its vocabulary lacks '#', so the token table grows by the
+missing characters (new rows drawn as at initialisation; the head is tied, so it grows with it).
+Copying letters by their position is what the model has to learn here, and a 4-layer, 64-wide
+model needs thousands of steps for it: the default 3,000 of batch 32 (5 minutes on one CPU core)
+reach 97% on the held-out instructions; a few hundred of batch 16 left it at 0%.
 
     OPENBLAS_NUM_THREADS=1 python examples/finetune_instructions.py [--ckpt out/ckpt.npz] [--steps 3000]
 
@@ -54,7 +54,7 @@ import numpy as np
 
 import minigrad
 from gpt.data import default_corpus
-from gpt.model import GPT
+from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import CharTokenizer
 from minigrad import nn
 from minigrad.nn.utils import clip_grad_norm_
@@ -73,6 +73,8 @@ TASKS = {
     "next": ("What number comes after {n}?", lambda n: str(n + 1)),
 }
 PREAMBLE = ALPACA.split("{instruction}")[0]  # the 124 characters every example starts with
+# pretrained without --ckpt; block_size leaves room for the longest example (186 characters)
+BASE = GPTConfig(block_size=192, n_layer=4, n_head=4, n_embd=64, dropout=0.0)
 WARMUP = 100  # steps of linear warmup of the learning rate
 Example = tuple[str, str, str]  # (task, prompt, response)
 
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", help="a checkpoint of `python -m gpt train` (character tokenizer); default: pretrain one")
     ap.add_argument("--pretrain_iters", type=int, default=150, help="steps of the pretraining run without --ckpt")
-    ap.add_argument("--base_dir", default="out/finetune_base",
+    ap.add_argument("--base_dir", default="out/instructions_base",
                     help="where the pretraining run (without --ckpt) is kept")
     ap.add_argument("--steps", type=int, default=3000, help="fine-tuning steps")
     ap.add_argument("--batch_size", type=int, default=32)
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    model, tok, origin = pretrained_gpt(args.ckpt, args.pretrain_iters, args.base_dir)
+    model, tok, origin = pretrained_gpt(args.ckpt, args.pretrain_iters, args.base_dir, BASE)
     if not isinstance(tok, CharTokenizer):
         raise ValueError("finetune_instructions: the checkpoint must use the character tokenizer (--tokenizer char)")
     train_set, test_set = make_examples(args.seed)
