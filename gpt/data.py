@@ -122,9 +122,10 @@ class Batches:
 
 
 # The comedy-vs-tragedy task of examples/bert_shakespeare.py and examples/finetune_classify.py:
-# labels by the play's folder in the corpus, split by play (TEST_PLAYS are held out of everything).
+# each speech of >= MIN_SPEECH characters of a comedy or a tragedy, labelled by the play's folder.
 GENRES = {"comedies": 0, "tragedies": 1}
-TEST_PLAYS = ("twelfth-night", "much-ado-about-nothing", "macbeth", "othello")
+TEST_PLAYS = ("twelfth-night", "much-ado-about-nothing", "macbeth", "othello")  # held out when split="play"
+MIN_SPEECH = 20
 
 
 def speeches(md: str) -> list[str]:
@@ -139,3 +140,34 @@ def speeches(md: str) -> list[str]:
         else:
             out[-1].append(line.replace("\\", "").strip())
     return [" ".join(s) for s in out if s]
+
+
+def genre_split(split: str = "speech", test_fraction: float = 0.2, seed: int = 0
+                ) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """(train speeches, their labels, test speeches, their labels) for comedy (0) vs tragedy (1).
+
+    split="speech": test_fraction of each play's speeches, drawn with `seed`, are held out; the
+    test speeches come from plays seen in training, so the plays' names and words leak across
+    (the easier task). split="play": the speeches of TEST_PLAYS are held out (the harder task).
+    Anything pretrained for this task must read only the train speeches."""
+    if split not in ("speech", "play"):
+        raise ValueError(f"genre_split: split must be 'speech' or 'play', got {split!r}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"genre_split: test_fraction must be in (0, 1), got {test_fraction}")
+    found = {f.stem for folder in GENRES for f in (_plays_dir() / folder).glob("*.md")}
+    if split == "play" and not set(TEST_PLAYS) <= found:
+        raise DataError(f"genre_split: the test plays {sorted(set(TEST_PLAYS) - found)} are not under {_plays_dir()}")
+    rng = np.random.default_rng(seed)
+    train: list[tuple[str, int]] = []
+    test: list[tuple[str, int]] = []
+    for folder, label in GENRES.items():
+        for f in sorted((_plays_dir() / folder).glob("*.md")):
+            ss = [s for s in speeches(f.read_text(encoding="utf-8")) if len(s) >= MIN_SPEECH]
+            if split == "play":
+                (test if f.stem in TEST_PLAYS else train).extend((s, label) for s in ss)
+            else:
+                held = set(rng.permutation(len(ss))[: round(test_fraction * len(ss))].tolist())
+                train.extend((s, label) for i, s in enumerate(ss) if i not in held)
+                test.extend((s, label) for i, s in enumerate(ss) if i in held)
+    return ([s for s, _ in train], np.array([y for _, y in train]),
+            [s for s, _ in test], np.array([y for _, y in test]))
