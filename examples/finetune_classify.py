@@ -34,7 +34,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -46,76 +45,40 @@ import numpy as np  # noqa: E402
 
 import minigrad  # noqa: E402
 import minigrad.functional as F  # noqa: E402
-from gpt.data import TEST_PLAYS, _plays_dir, genre_split, markdown_play_to_text  # noqa: E402
+from gpt.data import genre_split  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
 from gpt.train import TrainConfig, load_model, train  # noqa: E402
 from minigrad import nn  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 
 SEQ = 64  # characters per example
-BASE = GPTConfig(block_size=192, n_layer=4, n_head=4, n_embd=64, dropout=0.0)  # pretrained_gpt's default
-CLASSIFIER_BASE = GPTConfig(block_size=SEQ, n_layer=4, n_head=4, n_embd=128, dropout=0.0)  # what this example pretrains
+BASE = GPTConfig(block_size=SEQ, n_layer=4, n_head=4, n_embd=128, dropout=0.0)  # what this example pretrains
 
 
-# ---- the pretrained starting point ------------------------------------------------------------
-def classifier_base(ckpt: str | None, pretrain_iters: int, out_dir: str, split: str) -> tuple[GPT, Any, dict]:
-    """A GPT and its tokenizer from `ckpt`, or from pretraining CLASSIFIER_BASE with `python -m gpt
-    train`'s defaults on the train speeches of genre_split(split) (reused from out_dir/ckpt.npz when
-    it was made from the same text, model and iterations)."""
+# ---- the pretrained starting point (shared with finetune_instructions.py) ---------------------
+def pretrained_gpt(ckpt: str | None, out_dir: str, text: str, **settings: Any) -> tuple[GPT, Any, dict]:
+    """A GPT and its tokenizer from `ckpt`, or from `python -m gpt train` on `text` with TrainConfig
+    `settings` (model=..., max_iters=..., ...). The run is kept in out_dir and reused when it read
+    the same text with the same settings."""
     if ckpt:
         model, tok, meta = load_model(ckpt)
         return model, tok, {"ckpt": ckpt, "pretrain_iters": meta.get("iter"), "pretrain_seconds": 0.0}
     out = Path(out_dir)
-    data = out / f"pretrain_{split}.txt"  # kept beside the checkpoint: its path says what was read
-    path = out / "ckpt.npz"
-    if path.is_file():
+    data, path = out / "pretrain.txt", out / "ckpt.npz"  # the text is kept beside the checkpoint
+    cfg = TrainConfig(data=str(data), out_dir=out_dir, progress=False, eval_interval=settings["max_iters"], **settings)
+    if path.is_file() and data.is_file() and data.read_text(encoding="utf-8") == text:
         model, tok, meta = load_model(path)
-        same = all(meta["model_config"].get(k) == v for k, v in asdict(CLASSIFIER_BASE).items() if k != "vocab_size")
-        if meta.get("iter") == pretrain_iters and same and meta["train_config"].get("data") == str(data):
-            return model, tok, {"ckpt": str(path), "pretrain_iters": pretrain_iters, "pretrain_seconds": 0.0}
+        same = all(meta["model_config"].get(k) == v for k, v in asdict(cfg.model).items() if k != "vocab_size")
+        if meta.get("iter") == cfg.max_iters and same:
+            return model, tok, {"ckpt": str(path), "pretrain_iters": cfg.max_iters, "pretrain_seconds": 0.0}
     out.mkdir(parents=True, exist_ok=True)
-    data.write_text("\n".join(genre_split(split)[0]), encoding="utf-8")
-    cfg = TrainConfig(data=str(data), out_dir=out_dir, max_iters=pretrain_iters, eval_interval=pretrain_iters,
-                      eval_iters=10, warmup_iters=min(100, pretrain_iters // 10), progress=False,
-                      model=CLASSIFIER_BASE)
+    data.write_text(text, encoding="utf-8")
     t0 = time.perf_counter()
     result = train(cfg)
     seconds = time.perf_counter() - t0
-    print(f"pretrained {pretrain_iters} steps in {seconds:.0f} s: val loss {result['losses']['val']:.3f}")
-    return result["model"], result["tokenizer"], {"ckpt": str(path), "pretrain_iters": pretrain_iters,
+    print(f"pretrained {cfg.max_iters} steps in {seconds:.0f} s: val loss {result['losses']['val']:.3f}")
+    return result["model"], result["tokenizer"], {"ckpt": str(path), "pretrain_iters": cfg.max_iters,
                                                   "pretrain_seconds": round(seconds, 1),
-                                                  "pretrain_val_loss": round(result["losses"]["val"], 4)}
-
-
-# finetune_instructions.py's starting point: a short pretraining on whole plays. Not this
-# example's, because split by speech every play holds test speeches.
-def pretrained_gpt(ckpt: str | None, pretrain_iters: int, out_dir: str,
-                   config: GPTConfig = BASE) -> tuple[GPT, Any, dict]:
-    """A GPT and its tokenizer from `ckpt`, or from a short pretraining of a `config` model on the
-    plays minus TEST_PLAYS (reused from out_dir/ckpt.npz when it is already there with as many
-    iterations and the same config)."""
-    if ckpt:
-        model, tok, meta = load_model(ckpt)
-        return model, tok, {"ckpt": ckpt, "pretrain_iters": meta.get("iter"), "pretrain_seconds": 0.0}
-    path = Path(out_dir) / "ckpt.npz"
-    if path.is_file():
-        model, tok, meta = load_model(path)
-        same = all(meta["model_config"].get(k) == v for k, v in asdict(config).items() if k != "vocab_size")
-        if meta.get("iter") == pretrain_iters and same:
-            return model, tok, {"ckpt": str(path), "pretrain_iters": pretrain_iters, "pretrain_seconds": 0.0}
-    text = "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8")) for f in sorted(_plays_dir().rglob("*.md"))
-                     if f.stem not in TEST_PLAYS)
-    with tempfile.TemporaryDirectory() as d:
-        data = Path(d) / "plays.txt"
-        data.write_text(text, encoding="utf-8")
-        cfg = TrainConfig(data=str(data), out_dir=out_dir, max_iters=pretrain_iters, batch_size=8,
-                          eval_interval=pretrain_iters, eval_iters=5, warmup_iters=20, learning_rate=3e-3,
-                          progress=False, model=config)
-        t0 = time.perf_counter()
-        result = train(cfg)
-    print(f"pretrained {pretrain_iters} steps in {time.perf_counter() - t0:.0f} s: val loss {result['losses']['val']:.3f}")
-    return result["model"], result["tokenizer"], {"ckpt": str(path), "pretrain_iters": pretrain_iters,
-                                                  "pretrain_seconds": round(time.perf_counter() - t0, 1),
                                                   "pretrain_val_loss": round(result["losses"]["val"], 4)}
 
 
@@ -223,10 +186,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0, help="draws the labelled subset, the data order and --max_test")
     args = ap.parse_args(argv)
 
-    base, tok, origin = classifier_base(args.ckpt, args.pretrain_iters, args.base_dir, args.split)
+    train_texts, y_train, test_texts, y_test = genre_split(args.split)
+    # pretraining reads the train speeches only, with `python -m gpt train`'s defaults
+    base, tok, origin = pretrained_gpt(args.ckpt, args.base_dir, "\n".join(train_texts), model=BASE,
+                                       max_iters=args.pretrain_iters, eval_iters=10,
+                                       warmup_iters=min(100, args.pretrain_iters // 10))
     if not hasattr(tok, "stoi"):
         raise ValueError("finetune_classify: the checkpoint must use the character tokenizer (--tokenizer char)")
-    train_texts, y_train, test_texts, y_test = genre_split(args.split)
     x_train, n_train = encode(tok, train_texts)
     x_test, n_test = encode(tok, test_texts)
     rng = np.random.default_rng(args.seed)

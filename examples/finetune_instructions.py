@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 import minigrad
-from gpt.data import default_corpus
+from gpt.data import TEST_PLAYS, _plays_dir, default_corpus, markdown_play_to_text
 from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import CharTokenizer
 from minigrad import nn
@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    model, tok, origin = pretrained_gpt(args.ckpt, args.pretrain_iters, args.base_dir, BASE)
+    plays = "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8")) for f in sorted(_plays_dir().rglob("*.md"))
+                      if f.stem not in TEST_PLAYS)
+    model, tok, origin = pretrained_gpt(args.ckpt, args.base_dir, plays, model=BASE, max_iters=args.pretrain_iters,
+                                        batch_size=8, eval_iters=5, warmup_iters=20, learning_rate=3e-3)
     if not isinstance(tok, CharTokenizer):
         raise ValueError("finetune_instructions: the checkpoint must use the character tokenizer (--tokenizer char)")
     train_set, test_set = make_examples(args.seed)
