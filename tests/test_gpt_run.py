@@ -91,6 +91,14 @@ def test_sigkill_leaves_a_stale_lock_a_tmp_file_and_log_lines_past_the_checkpoin
     out = tmp_path / "out"
     proc = start_training(tmp_path, "out", "--max_iters", "100000", "--eval_interval", "4")
     wait_for_steps(proc, out / "log.jsonl", 10)
+    # Kill it at a moment when the log is ahead of the checkpoint: freeze the run, look, and thaw it
+    # again if it stands just after a save (a kill by timing alone lost that race once under load).
+    for _ in range(1000):
+        proc.send_signal(signal.SIGSTOP)
+        if max(i for i, _ in losses(out)) > read_meta(out / "ckpt.npz")["iter"]:
+            break
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.005)
     proc.kill()
     proc.communicate()
     (out / "ckpt.npz.k7x2ab.tmp").write_bytes(b"half a save")
