@@ -274,21 +274,23 @@ def finetune(model: BERT, x: np.ndarray, y: np.ndarray, steps: int, batch_size: 
         opt.step()
 
 
-def class_accuracy(model: BERT, x: np.ndarray, y: np.ndarray) -> float:
+def predict(model: BERT, x: np.ndarray, tokens: bool = False) -> np.ndarray:
+    """The most likely class of each sequence (N,), or of each position (N, T) when tokens; eval mode."""
+    head = model.tag if tokens else model.classify
     model.eval()
     with minigrad.no_grad():
-        pred = np.concatenate([model.classify(x[i : i + 512])[0].numpy().argmax(-1) for i in range(0, len(x), 512)])
+        pred = np.concatenate([head(x[i : i + 512])[0].numpy().argmax(-1) for i in range(0, len(x), 512)])
     model.train()
-    return float((pred == y).mean())
+    return pred
+
+
+def class_accuracy(model: BERT, x: np.ndarray, y: np.ndarray) -> float:
+    return float((predict(model, x) == y).mean())
 
 
 def typo_accuracy(model: BERT, x: np.ndarray, tags: np.ndarray) -> float:
     """How often "some character is tagged as swapped" agrees with "this speech has a typo"."""
-    model.eval()
-    with minigrad.no_grad():
-        pred = np.concatenate([model.tag(x[i : i + 512])[0].numpy().argmax(-1) for i in range(0, len(x), 512)])
-    model.train()
-    flagged = ((pred == 1) & (tags != IGNORE)).any(axis=1)
+    flagged = ((predict(model, x, tokens=True) == 1) & (tags != IGNORE)).any(axis=1)
     return float((flagged == (tags == 1).any(axis=1)).mean())
 
 
