@@ -34,6 +34,7 @@ import minigrad
 from gpt.model import GPT, GPTConfig
 from gpt.sample import generate
 from minigrad.backend import synchronize
+from minigrad.extras import require
 from minigrad.nn.utils import clip_grad_norm_
 
 # Categories for --profile, by op name.
@@ -79,7 +80,7 @@ def minigrad_stepper(cfg: GPTConfig, batch_size: int, device: str) -> tuple[GPT,
 
 def torch_stepper(cfg: GPTConfig, model: GPT, threads: int | None, device: str = "cpu") -> Callable[[np.ndarray], float]:
     """PyTorch's step on the same weights, on the same kind of device (fakegpu is a CPU backend)."""
-    import torch
+    torch = require("torch", "bench --vs torch")
 
     from gpt.torch_gpt import TorchGPT, load_minigrad_weights
 

@@ -113,7 +113,8 @@ def _existing(path: str | Path) -> Path:
         hint = f" (did you mean {str(path / 'ckpt.npz')!r}?)" if (path / "ckpt.npz").is_file() else ""
         raise CheckpointError(f"checkpoint {str(path)!r} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist (train first: python -m gpt train"
+                              f"{' --out_dir ' + str(path.parent) if path.parent != Path('out') else ''})")
     return path
 
 

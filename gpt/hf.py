@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from gpt.model import GPT, GPTConfig
+from minigrad.extras import require
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")  # stored (in, out)
 # HF's activation_function -> our GPTConfig.gelu: the tanh approximation (GPT-2's) or the exact erf form
@@ -78,15 +79,14 @@ def read_config(path: str | Path) -> GPTConfig:
 
 def read_weights(path: str | Path, config: GPTConfig) -> dict[str, np.ndarray]:
     """Our state dict (names, layouts) from `model.safetensors`, every name and shape checked first."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     path = Path(path)
     file = path / "model.safetensors"
     if not file.is_file():
         hint = " (pytorch_model.bin is a pickle, which is not read here: save it again with safe_serialization)" if (
             path / "pytorch_model.bin").is_file() else ""
         raise PretrainedError(f"{str(path)!r} has no model.safetensors{hint}")
+    SafetensorError = require("safetensors", "reading model.safetensors").SafetensorError
+    load_file = require("safetensors.numpy", "reading model.safetensors").load_file
     try:
         raw = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as e:
@@ -156,8 +156,7 @@ def load_pretrained(path: str | Path, device: str = "cpu", dropout: float = 0.0)
 def save_pretrained(model: GPT, path: str | Path, tokenizer: Any = None) -> None:
     """Write `model` as a Hugging Face GPT-2 directory (config.json, model.safetensors, and the
     tokenizer's files if given) that transformers.GPT2LMHeadModel.from_pretrained loads."""
-    from safetensors.numpy import save_file
-
+    save_file = require("safetensors.numpy", "writing model.safetensors").save_file
     cfg = model.config
     if cfg.pos_encoding != "learned" or not cfg.bias:
         raise PretrainedError(

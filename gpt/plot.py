@@ -18,17 +18,12 @@ from typing import Any
 import numpy as np
 
 from gpt.train import load_model
+from minigrad.extras import require
 
 
 def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RuntimeError("plotting needs matplotlib: pip install -e '.[plot]'") from None
-    return plt
+    require("matplotlib", "plotting").use("Agg")  # draws to files: no window, no display needed
+    return require("matplotlib.pyplot", "plotting")
 
 
 def read_log(path: str | Path) -> list[dict]:

@@ -322,6 +322,9 @@ def encode_array(tok: Tokenizer, text: str) -> np.ndarray:
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """The tokenizer of a pretrained directory: GPT-2's vocab.json + merges.txt, or our tokenizer_minigrad.json."""
     path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"pretrained directory {str(path)!r} does not exist"
+                         " (python -m gpt export --to DIR writes one from a checkpoint)")
     if (path / "vocab.json").is_file() or (path / "merges.txt").is_file():
         return BPETokenizer.from_pretrained(path)
     if (path / MINIGRAD_FILE).is_file():

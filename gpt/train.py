@@ -20,6 +20,7 @@ Read next: checkpoint.py (what a run saves), then sample.py.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -333,6 +334,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                   f"nothing to train (pass a max_iters above {meta['iter']} to train further)")
         check_model_state(model_state, str(ckpt_path))
     lock = None
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
     if comm.rank == 0:  # rank 0 alone writes files
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = acquire_lock(out_dir)
@@ -346,6 +348,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     finally:
         if lock is not None:
             lock.unlink(missing_ok=True)
+            for d in created:  # a run that failed before writing anything leaves no empty folders
+                with contextlib.suppress(OSError):  # not empty: it holds the run's files
+                    d.rmdir()
 
 
 def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | None,

@@ -7,10 +7,13 @@ Nothing here changes a result, only how fast it comes:
   of ops/elementwise.py's portable series.
 - glibc's malloc is told at import to keep freed memory (`MINIGRAD_MALLOPT=0` turns it off).
 
+- `set_blas_threads`: how many threads BLAS runs matrix products on (the command line's
+  `--threads`), by default as many as there are idle cores.
+
 Threads: NumPy runs each elementwise operation on one core and hands matrix products to
-BLAS, which uses every core (`OPENBLAS_NUM_THREADS` sets how many). So matrix products run
-at the machine's speed, and everything else runs at one core's: README.md's speed section
-measures what that costs against PyTorch, which runs both on every core.
+BLAS, which uses every core it is allowed. So matrix products run at the machine's speed,
+and everything else runs at one core's: README.md's speed section measures what that costs
+against PyTorch, which runs both on every core.
 
 Other speed tricks live beside the code they speed up, each saying what it bought: row and
 column sums as matrix products (ops/reduce.py), GELU keeping dy/dx (ops/elementwise.py),
@@ -21,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -88,3 +92,44 @@ def _keep_freed_memory() -> None:
 
 
 _keep_freed_memory()
+
+
+# ---- BLAS threads ------------------------------------------------------------------
+
+
+def idle_cores(seconds: float = 0.2) -> float:
+    """Cores this process may use that nothing else is using now, measured over `seconds`.
+
+    Linux: the idle share of /proc/stat's CPU time across the interval; elsewhere the
+    1-minute load average (slower to see a job start), or all cores where neither exists."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+    def cpu_times() -> tuple[int, int]:  # (idle + iowait, total) in clock ticks, over all CPUs
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        return ticks[3] + ticks[4], sum(ticks)
+
+    try:
+        idle0, total0 = cpu_times()
+        time.sleep(seconds)
+        idle1, total1 = cpu_times()
+        busy = (1 - (idle1 - idle0) / max(total1 - total0, 1)) * (os.cpu_count() or 1)
+    except OSError:
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(cores - busy, 0.0)
+
+
+def set_blas_threads(threads: int) -> None:
+    """Let BLAS run matrix products on `threads` threads (the command line's `--threads`;
+    by default one per idle core).
+
+    A BLAS thread without a core to itself does not just wait: OpenBLAS's threads spin until
+    all of them are done with their shares of a product, so one thread that waits for a busy
+    core stalls the others. Measured on 2 cores, a step of the default GPT (README, "Two
+    commands"): 72 ms with one thread and 60 ms with two on an idle machine; with two other
+    CPU-bound processes running, 117 ms with one thread and 624 ms with two."""
+    from threadpoolctl import threadpool_limits
+
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    threadpool_limits(limits=threads, user_api="blas")

@@ -101,3 +101,18 @@ def check_op(fn: Callable[..., Any], reference: Callable[..., Any], arrays: Sequ
     assert minigrad.gradcheck(fn, xs)
     for x, a in zip(xs, arrays):  # no op may write into its inputs
         np.testing.assert_array_equal(x.numpy(), a)
+
+
+# ---- optional packages ----------------------------------------------------------------
+
+
+def need(module: str) -> Any:
+    """The module, or skip the test naming the package and its install command
+    (minigrad.extras.INSTALL, the same line the library prints when a feature misses it)."""
+    import pytest
+
+    from minigrad.extras import install_hint
+
+    __tracebackhide__ = True  # the skip is reported at the test's line
+
+    return pytest.importorskip(module, reason=f"needs {install_hint(module)}")

@@ -13,7 +13,7 @@ import minigrad
 import minigrad.functional as F
 from minigrad.ops import attention
 from minigrad.ops.attention import scaled_dot_product_attention_simple
-from helpers import check_op, make_array, seeds
+from helpers import check_op, make_array, need, seeds
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -153,7 +153,7 @@ def test_a_query_that_sees_no_key_gives_output_0_and_gradient_0(kind, device):
 @pytest.mark.parametrize("kind", MASK_KINDS + ["causal", "none"])
 @given(case=st.data())
 def test_masked_attention_matches_torch(kind, device, case):
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     if kind in MASK_KINDS:
         shapes, mask = case.draw(mask_case(kind))
         mask = mask.copy()  # torch gives NaN where a query sees no key, minigrad 0: let every query see key 0

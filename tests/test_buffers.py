@@ -1,6 +1,7 @@
 """Module.register_buffer, as PyTorch's: moved by .to(), saved by state_dict() when persistent, loaded back."""
 import numpy as np
 import pytest
+from helpers import need
 
 import minigrad
 from minigrad import nn
@@ -48,7 +49,7 @@ def test_register_buffer_bad_input():
 
 
 def test_matches_torch_state_dict_keys():
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
 
     class Theirs(torch.nn.Module):
         def __init__(self):

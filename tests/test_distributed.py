@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import need
 
 import minigrad
 from gpt.checkpoint import load_checkpoint
@@ -41,7 +42,7 @@ TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--block_size", "8"
 
 
 def _mpiexec() -> str:
-    pytest.importorskip("mpi4py", reason="pip install -e '.[mpi]' for the MPI tests")
+    need("mpi4py")
     beside_python = Path(sys.executable).parent / "mpiexec"  # the mpich wheel installs it there
     exe = str(beside_python) if beside_python.exists() else shutil.which("mpiexec")
     if exe is None:

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import need
 
 from minigrad.testing import fakegpu
 from minigrad.testing.fakegpu import CUPY, FakeGPUArray, xp
@@ -156,7 +157,7 @@ def test_record_counts_synchronisations_and_ops():
 
 def test_data_file_matches_installed_cupy():
     cupy_api = pytest.importorskip("minigrad.testing.cupy_api")
-    cupy = pytest.importorskip("cupy")
+    cupy = need("cupy")
     if cupy.__version__ != fakegpu.API["cupy_version"]:
         pytest.skip(f"installed CuPy {cupy.__version__}, data file from {fakegpu.API['cupy_version']}")
     fresh = json.loads(json.dumps({"cupy": cupy_api.describe_namespace(cupy), "ndarray": cupy_api.describe_class(cupy.ndarray)}))

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import need
 
 import minigrad
 from gpt.hf import PretrainedError, load_pretrained, save_pretrained
@@ -19,9 +20,9 @@ IDX = np.array([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3], [5, 8, 9, 7, 9, 3, 2, 3, 8, 4]])
 
 def hf_dir(tmp_path, layer_norm_epsilon=1e-5, activation_function="gelu_new"):
     """A randomly initialised transformers GPT-2 (LayerNorms randomised too) saved with save_pretrained."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    pytest.importorskip("safetensors")
+    torch = need("torch")
+    transformers = need("transformers")
+    need("safetensors")
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=24, n_layer=2, n_head=3,
                                   layer_norm_epsilon=layer_norm_epsilon, activation_function=activation_function, bos_token_id=0, eos_token_id=0)
@@ -62,9 +63,9 @@ def test_from_pretrained_gives_transformers_logits(tmp_path, eps, act, gelu):
 
 @pytest.mark.parametrize("gelu", ["tanh", "none"])
 def test_export_loads_in_transformers_with_the_same_logits(tmp_path, gelu):
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    pytest.importorskip("safetensors")
+    need("torch")
+    transformers = need("transformers")
+    need("safetensors")
     minigrad.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=40, block_size=12, n_layer=2, n_head=2, n_embd=16, layer_norm_epsilon=1e-3, gelu=gelu))
     for name, p in model.named_parameters():  # LayerNorms off 1 and 0 too, GELU's inputs of order 1
@@ -81,7 +82,7 @@ def test_export_loads_in_transformers_with_the_same_logits(tmp_path, gelu):
 
 
 def test_cli_export_and_sample_pretrained(tmp_path, capsys):
-    pytest.importorskip("safetensors")
+    need("safetensors")
     from gpt.cli import main
 
     text = "to be or not to be, that is the question.\n" * 40
@@ -115,6 +116,7 @@ def test_missing_directory_config_and_weights(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(PretrainedError, match="pytorch_model.bin is a pickle"):
         load_pretrained(tmp_path)
+    need("safetensors")  # the checks above come before reading the file
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(PretrainedError, match="cannot be read as safetensors"):
         load_pretrained(tmp_path)
@@ -139,9 +141,8 @@ def test_configs_we_would_compute_differently_are_refused(tmp_path, change, matc
 
 
 def test_missing_and_misshaped_tensors_are_named(tmp_path):
-    from safetensors.numpy import load_file, save_file
-
     d, _ = hf_dir(tmp_path)
+    from safetensors.numpy import load_file, save_file  # hf_dir skipped without it
     tensors = load_file(str(d / "model.safetensors"))
     good = dict(tensors)
     del tensors["transformer.h.1.mlp.c_fc.bias"]
@@ -161,9 +162,8 @@ def test_missing_and_misshaped_tensors_are_named(tmp_path):
 
 
 def test_openai_names_without_the_transformer_prefix_load(tmp_path):
-    from safetensors.numpy import load_file, save_file
-
     d, ref = hf_dir(tmp_path)
+    from safetensors.numpy import load_file, save_file  # hf_dir skipped without it
     tensors = {k.removeprefix("transformer."): v for k, v in load_file(str(d / "model.safetensors")).items()}
     tensors["h.0.attn.bias"] = np.ones((1, 1, 16, 16), np.float32)  # the causal-mask buffer old files carry
     save_file(tensors, str(d / "model.safetensors"))
@@ -172,7 +172,7 @@ def test_openai_names_without_the_transformer_prefix_load(tmp_path):
 
 
 def test_export_refuses_models_gpt2_cannot_hold(tmp_path):
-    pytest.importorskip("safetensors")
+    need("safetensors")
     model = GPT(GPTConfig(vocab_size=10, block_size=4, n_layer=1, n_head=1, n_embd=4, pos_encoding="sinusoidal"))
     with pytest.raises(PretrainedError, match="pos_encoding='sinusoidal'"):
         save_pretrained(model, tmp_path / "x")
@@ -208,7 +208,7 @@ SAMPLES = [
 
 
 def trained_files(tmp_path, special=True):
-    tokenizers = pytest.importorskip("tokenizers")
+    tokenizers = need("tokenizers")
     t = tokenizers.ByteLevelBPETokenizer()
     t.train_from_iterator(CORPUS, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"] if special else [])
     d = tmp_path / "tok"
@@ -219,7 +219,7 @@ def trained_files(tmp_path, special=True):
 
 @pytest.mark.parametrize("special", [True, False], ids=["eot-in-vocab", "eot-added"])
 def test_bpe_from_pretrained_gives_gpt2tokenizer_ids(tmp_path, special):
-    transformers = pytest.importorskip("transformers")
+    transformers = need("transformers")
     d = trained_files(tmp_path, special)
     ref = transformers.GPT2Tokenizer.from_pretrained(str(d))
     ours = BPETokenizer.from_pretrained(d)
@@ -232,7 +232,7 @@ def test_bpe_from_pretrained_gives_gpt2tokenizer_ids(tmp_path, special):
 
 
 def test_our_trained_bpe_saves_in_gpt2s_format(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    transformers = need("transformers")
     ours = BPETokenizer.train(" ".join(CORPUS), vocab_size=320)
     ours.save_pretrained(tmp_path / "t")
     ref = transformers.GPT2Tokenizer.from_pretrained(str(tmp_path / "t"))

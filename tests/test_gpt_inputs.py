@@ -3,6 +3,7 @@ the config key and its file, the checkpoint), and output made for people: tables
 from __future__ import annotations
 
 import errno
+import os
 import io
 import json
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import need
 
 import gpt.checkpoint
 from gpt.checkpoint import load_checkpoint, save_checkpoint
@@ -102,7 +104,7 @@ def test_one_error_line(run_dir, monkeypatch, capsys, name):
     if "--config" in argv:
         (run_dir / "cfg.toml").write_text(TOML[name.removeprefix("train --config with ")][0])
     if argv[0] == "plot":
-        pytest.importorskip("matplotlib")
+        need("matplotlib")
     status = main(argv)
     captured = capsys.readouterr()
     assert status == 1, captured
@@ -215,7 +217,7 @@ def test_sample_streams_text_as_it_comes_whole_characters_only(run_dir):
 
 
 def test_plots_have_titles_a_colour_bar_and_visible_spaces(run_dir):
-    pytest.importorskip("matplotlib")
+    need("matplotlib")
     from gpt.plot import attention_figure, loss_figure, read_log
 
     fig = loss_figure(read_log(run_dir / "out" / "log.jsonl"), run="out")
@@ -233,3 +235,75 @@ def test_readme_snippet_prints_that_it_learns(capsys):
     losses = [float(x) for x in re.findall(r"loss ([0-9.]+)", capsys.readouterr().out)]
     assert len(losses) == 5 and losses[-1] < losses[0] / 2
     assert "raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt" in readme
+
+
+# ---- the first hour: the next step named, nothing half-made ------------------------------------
+def test_abbreviated_flags_are_refused(tmp_path, capsys):
+    """argparse would take --max_iter for --max_iters; a typo must not pass as another flag."""
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--max_iter", "3", "--out_dir", str(tmp_path / "run")])
+    assert e.value.code == 2 and "unrecognized arguments: --max_iter 3" in capsys.readouterr().err
+
+
+def test_sample_before_training_says_train_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample"]) == 1
+    assert capsys.readouterr().err == "error: checkpoint 'out/ckpt.npz' does not exist (train first: python -m gpt train)\n"
+    assert main(["sample", "--ckpt", "runs/a/ckpt.npz"]) == 1
+    assert "(train first: python -m gpt train --out_dir runs/a)" in capsys.readouterr().err
+    assert main(["sample", "--pretrained", "out/hf"]) == 1
+    assert "pretrained directory 'out/hf' does not exist (python -m gpt export" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_at_start_leaves_no_empty_folders(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "missing.txt"), "--out_dir", str(tmp_path / "a" / "b"), *TINY]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays, with what it held
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    assert main(["train", "--data", str(tmp_path / "missing.txt"), "--out_dir", str(tmp_path / "kept"), *TINY]) == 1
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("argv, module, line", [
+    (["export", "--to", "hf"], "safetensors", "error: writing model.safetensors needs safetensors: pip install -e '.[hf]'"),
+    (["plot", "--out_dir", "out"], "matplotlib", "error: plotting needs matplotlib: pip install -e '.[plot]'"),
+    (["bench", "--vs", "torch", "--iters", "1"], "torch",
+     "error: bench --vs torch needs PyTorch: pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"),
+])
+def test_a_missing_extra_is_one_line_with_its_install_command(run_dir, monkeypatch, capsys, argv, module, line):
+    monkeypatch.chdir(run_dir)
+    monkeypatch.delenv("MINIGRAD_TRACEBACK", raising=False)
+    monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError, as when it is not installed
+    monkeypatch.setitem(sys.modules, module + ".numpy" if module == "safetensors" else module + ".pyplot", None)
+    assert main(argv) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == line
+
+
+def test_threads_come_from_the_flag_the_environment_or_the_idle_cores(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from gpt.cli import set_threads
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with threadpool_limits(limits=None):  # restores this process's threads afterwards
+        assert set_threads(1) == 1 and blas_threads() == {1}
+        for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            monkeypatch.delenv(v, raising=False)
+        monkeypatch.setattr("minigrad.speed.idle_cores", lambda: 0.3)  # a busy machine: one thread
+        assert set_threads(None) == 1
+        monkeypatch.setattr("minigrad.speed.idle_cores", lambda: 1.8)
+        assert set_threads(None) == 2 and blas_threads() == {2}
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # the user's setting is kept
+        assert set_threads(None) is None and blas_threads() == {2}
+        with pytest.raises(ValueError, match="--threads must be >= 1, got 0"):
+            set_threads(0)
+
+
+def test_idle_cores_counts_cores_nobody_uses():
+    from minigrad.speed import idle_cores
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert 0 <= idle_cores(0.05) <= cores

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import need
 
 from gpt.cli import main
 
-pytest.importorskip("matplotlib")
+need("matplotlib")
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

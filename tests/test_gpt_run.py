@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import need
 
 from gpt.checkpoint import read_meta
 from gpt.cli import main
@@ -167,7 +168,7 @@ def test_resume_in_library_code_names_every_difference(run4):
 def test_ctrl_c_under_mpiexec_stops_every_rank_at_one_iteration(tmp_path):
     """mpiexec passes Ctrl-C to every rank; the ranks vote at each step, so all stop after the same one,
     rank 0 saves, and the line (printed once) resumes with the same number of processes."""
-    pytest.importorskip("mpi4py")
+    need("mpi4py")
     beside_python = Path(sys.executable).parent / "mpiexec"  # where the mpich wheel installs it
     mpiexec = str(beside_python) if beside_python.exists() else shutil.which("mpiexec")
     if mpiexec is None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import need
 
 from gpt.model import GPT, GPTConfig
 
-torch = pytest.importorskip("torch")
+torch = need("torch")
 from gpt.torch_gpt import TorchGPT  # noqa: E402  (needs torch)
 
 

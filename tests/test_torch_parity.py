@@ -6,9 +6,9 @@ import pytest
 
 import minigrad
 import minigrad.functional as F
-from helpers import make_array
+from helpers import make_array, need
 
-torch = pytest.importorskip("torch")
+torch = need("torch")
 TF = torch.nn.functional
 
 pytestmark = pytest.mark.usefixtures("float64")

@@ -6,7 +6,7 @@ import pytest
 
 import minigrad
 from minigrad import nn
-from helpers import make_array
+from helpers import make_array, need
 
 pytestmark = [pytest.mark.usefixtures("float64"), pytest.mark.filterwarnings("ignore::UserWarning")]  # torch on mixed mask types
 
@@ -32,7 +32,7 @@ def causal_float(t):
 def compare_with_torch(make_ours, make_theirs, call, inputs, device, n_outputs=1):
     """Build torch's module, load its state dict into ours, run `call(module, *inputs, lib)` in both,
     backward the same random cotangents, and compare outputs, input grads and every parameter's grad."""
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     torch.manual_seed(0)
     theirs = make_theirs(torch.nn).double()
     ours = make_ours(nn)
@@ -178,7 +178,7 @@ def test_transformer_matches_torch(layout, device):
 
 
 def test_state_dict_names_and_shapes_are_torchs():
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     kw = dict(d_model=E, nhead=H, num_encoder_layers=2, num_decoder_layers=1, dim_feedforward=FF)
     theirs = {k: tuple(v.shape) for k, v in torch.nn.Transformer(**kw).state_dict().items()}
     ours = {k: v.shape for k, v in nn.Transformer(**kw).state_dict().items()}
@@ -187,7 +187,7 @@ def test_state_dict_names_and_shapes_are_torchs():
 
 
 def test_generate_square_subsequent_mask_is_torchs():
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     np.testing.assert_array_equal(nn.Transformer.generate_square_subsequent_mask(5).numpy(),
                                   torch.nn.Transformer.generate_square_subsequent_mask(5).numpy())
 

@@ -1,0 +1,187 @@
+"""Every figure of README.md and docs/, from one command, checked against what the README claims.
+
+    python -m examples.reproduce              # all runs, one after another (see RUNS for each one's time)
+    python -m examples.reproduce --list       # the runs and their commands
+    python -m examples.reproduce --only vit_digits,sort_digits
+
+Each run is a command the README gives, at its full budget. The last line a run prints is a JSON
+object of its metrics; each check compares one of them with the README's figure (with the margin
+the README's own run-to-run spread allows). Runs that need something absent (the tiny Shakespeare
+file in ../shared/data, mpiexec) are skipped and say why. The results go to
+out/reproduce/results.md (a table, with the machine, the load and how long each run took) and
+results.json; each run's output to out/reproduce/NAME.log. CI runs the same examples at reduced
+budgets (`python -m pytest -m slow`); this is the full-length check, hours on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAKESPEARE = "../shared/data/tinyshakespeare.txt"  # the standard tiny Shakespeare (README, Quality)
+QUALITY = ["--data", SHAKESPEARE, "--eval_interval", "500", "--eval_iters", "200", "--sample_tokens", "0", "--no-progress"]
+
+
+@dataclass
+class Run:
+    name: str
+    argv: list[str]  # after `python`
+    checks: dict[str, tuple[str, float]]  # JSON key (a.b for nested) -> (">=" or "<=", bound)
+    figure: str  # what the README states
+    minutes: float  # how long it took on the project's 2-core machine (README)
+    needs: tuple[str, ...] = ()  # files (relative to the repository) or programs on PATH
+    ranks: int = 1  # > 1: under mpiexec -n ranks
+
+
+RUNS = [
+    Run("gpt_quality", ["-m", "gpt", "train", *QUALITY, "--out_dir", "out/shakespeare"],
+        {"val_loss": ("<=", 1.95)}, "Quality: val loss 1.911 after 2,000 iterations (nanoGPT: 1.88)", 3,
+        needs=(SHAKESPEARE,)),
+    Run("gpt_attention_picture", ["-m", "gpt", "plot", "--out_dir", "out/shakespeare", "--prompt",
+                                  "ROMEO: But soft, what light through yonder window breaks?"],
+        {}, "docs/gpt_attention.png (drawn to out/shakespeare/attention.png)", 0.2, needs=(SHAKESPEARE,)),
+    Run("torch_baseline", ["examples/torch_baseline.py", "--data", SHAKESPEARE],
+        {"val_loss": ("<=", 1.95)}, "Quality: the PyTorch twin reaches 1.897 at iteration 2,000", 3,
+        needs=(SHAKESPEARE,)),
+    Run("gpt_gqa_2", ["-m", "gpt", "train", *QUALITY, "--n_kv_head", "2", "--out_dir", "out/gqa2"],
+        {"val_loss": ("<=", 1.95)}, "GQA: n_kv_head 2 reaches val 1.913", 3, needs=(SHAKESPEARE,)),
+    Run("gpt_gqa_1", ["-m", "gpt", "train", *QUALITY, "--n_kv_head", "1", "--out_dir", "out/gqa1"],
+        {"val_loss": ("<=", 1.95)}, "GQA: n_kv_head 1 reaches val 1.897", 3, needs=(SHAKESPEARE,)),
+    Run("bench_vs_torch", ["-m", "gpt", "bench", "--vs", "torch", "--json"],
+        {}, "Speed: minigrad at 0.83x to 0.94x PyTorch's speed, default model", 1),
+    Run("bench_vs_torch_larger", ["-m", "gpt", "bench", "--vs", "torch", "--json", "--n_layer", "6", "--n_head", "6",
+                                  "--n_embd", "384", "--block_size", "256", "--batch_size", "16", "--iters", "10",
+                                  "--warmup", "2"],
+        {}, "Speed: 0.90x to 1.01x PyTorch's speed, 6 layers, n_embd 384, block 256", 3),
+    Run("data_parallel_2_ranks", ["-m", "gpt", "train", "--data", SHAKESPEARE, "--max_iters", "60", "--eval_interval",
+                                  "1000", "--eval_iters", "1", "--log_interval", "1", "--sample_tokens", "0",
+                                  "--batch_size", "6", "--no-progress", "--out_dir", "out/dp2"],
+        {}, "Scaling: 2 ranks x 6, 1 thread each (log.jsonl has ms per step)", 1,
+        needs=(SHAKESPEARE, "mpiexec"), ranks=2),
+]
+
+
+def missing(run: Run) -> list[str]:
+    return [n for n in run.needs if not ((ROOT / n).exists() if "/" in n else shutil.which(n))]
+
+
+def command(run: Run) -> list[str]:
+    cmd = [sys.executable, *run.argv]
+    return ["mpiexec", "-n", str(run.ranks), *cmd] if run.ranks > 1 else cmd
+
+
+def lookup(metrics: dict, key: str) -> float:
+    value: object = metrics
+    for part in key.split("."):
+        value = value[part]  # type: ignore[index]
+    return float(value)  # type: ignore[arg-type]
+
+
+def execute(run: Run, logs: Path) -> dict:
+    """Run one command; its metrics, each check's outcome, and its time."""
+    t0 = time.perf_counter()
+    out = subprocess.run(command(run), cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    (logs / f"{run.name}.log").write_text(out.stdout + "\n---- stderr ----\n" + out.stderr)
+    result = {"name": run.name, "seconds": round(seconds, 1), "returncode": out.returncode, "checks": {}}
+    if out.returncode != 0:
+        result["error"] = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return result
+    try:
+        metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        metrics = {}
+    result["metrics"] = metrics
+    for key, (op, bound) in run.checks.items():
+        try:
+            value = lookup(metrics, key)
+        except (KeyError, TypeError, ValueError):
+            result["checks"][key] = {"value": None, "ok": False}
+            continue
+        result["checks"][key] = {"value": value, "ok": value >= bound if op == ">=" else value <= bound, "target": f"{op} {bound}"}
+    return result
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    import numpy
+
+    return f"{cpu}, {cores} cores; Python {platform.python_version()}, NumPy {numpy.__version__}"
+
+
+def load() -> str:
+    return "{:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else "?"
+
+
+def table(results: list[dict], runs: dict[str, Run], header: str) -> str:
+    lines = [header, "", "| run | command | README | measured | check | minutes |", "|---|---|---|---|---|---:|"]
+    for r in results:
+        run = runs[r["name"]]
+        cmd = "`python " + shlex.join(run.argv) + "`"
+        if "skipped" in r:
+            measured, verdict = r["skipped"], "skipped"
+        elif "error" in r:
+            measured, verdict = f"exit {r['returncode']}: {r['error']}", "FAILED"
+        else:
+            measured = ", ".join(f"{k} {c['value']:.4g}" if c["value"] is not None else f"{k} absent"
+                                 for k, c in r["checks"].items()) or "see the log"
+            verdict = "ok" if all(c["ok"] for c in r["checks"].values()) else "FAILED"
+        lines.append(f"| {r['name']} | {cmd} | {run.figure} | {measured} | {verdict} | {r.get('seconds', 0) / 60:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
+    ap.add_argument("--only", help="comma-separated run names (default: all)")
+    ap.add_argument("--list", action="store_true", help="print the runs and their commands, run nothing")
+    ap.add_argument("--out", default="out/reproduce", help="folder for results.md, results.json and the logs")
+    args = ap.parse_args()
+    runs = {r.name: r for r in RUNS}
+    chosen = args.only.split(",") if args.only else list(runs)
+    unknown = [n for n in chosen if n not in runs]
+    if unknown:
+        ap.error(f"unknown runs {unknown}; --list shows them")
+    if args.list:
+        for n in chosen:
+            print(f"{n} (about {runs[n].minutes:g} min): python {shlex.join(runs[n].argv)}")
+        print(f"about {sum(runs[n].minutes for n in chosen):.0f} minutes in all on the project's 2-core machine")
+        return 0
+    logs = ROOT / args.out
+    logs.mkdir(parents=True, exist_ok=True)
+    header = f"Reproduced on {time.strftime('%Y-%m-%d %H:%M')}: {machine()}; load {load()} at the start"
+    results: list[dict] = []
+    t0 = time.perf_counter()
+    for n in chosen:
+        run = runs[n]
+        absent = missing(run)
+        print(f"{n}: " + (f"skipped, needs {', '.join(absent)}" if absent else f"python {shlex.join(run.argv)}"), flush=True)
+        result = {"name": n, "skipped": f"needs {', '.join(absent)}"} if absent else execute(run, logs)
+        results.append(result)
+        print(f"  -> {json.dumps(result)[:400]}", flush=True)
+        footer = f"\n{time.perf_counter() - t0:.0f} s in all; load {load()} at the end.\n"
+        (logs / "results.md").write_text(table(results, runs, header) + footer)  # rewritten after each run
+        (logs / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(table(results, runs, header) + footer)
+    failed = [r["name"] for r in results if "error" in r or not all(c["ok"] for c in r.get("checks", {}).values())]
+    print(json.dumps({"runs": len(results), "failed": failed, "seconds": round(time.perf_counter() - t0, 1)}))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
