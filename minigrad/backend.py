@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from minigrad.extras import install_hint
+
 Array = Any  # an array of some backend: numpy.ndarray on "cpu", cupy.ndarray on "cuda"
 
 
@@ -80,7 +82,7 @@ def backend_of_array(a: Array) -> Backend:
 
 def get_backend(device: str) -> Backend:
     if device not in _BACKENDS:
-        hint = " (is CuPy installed and a GPU visible?)" if device == "cuda" else ""
+        hint = f" (it needs an NVIDIA GPU and {install_hint('cupy')})" if device == "cuda" else ""
         raise ValueError(f"unknown or unavailable device {device!r}{hint}; available: {available_devices()}")
     return _BACKENDS[device]
 

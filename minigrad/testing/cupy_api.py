@@ -21,6 +21,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+from minigrad.extras import exit_if_missing, require
+
 OUT = Path(__file__).with_name("cupy_api.json")
 SUBMODULES = ("random", "linalg", "fft")
 UFUNC_METHODS = ("reduce", "accumulate", "reduceat", "outer", "at")
@@ -139,7 +141,7 @@ def describe_class(cls: type) -> dict[str, Any]:
 
 
 def main() -> None:
-    import cupy
+    cupy = require("cupy", "python -m minigrad.testing.cupy_api")
 
     api = {
         "cupy_version": cupy.__version__,
@@ -154,4 +156,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_if_missing():
+        main()
