@@ -241,6 +241,18 @@ def test_our_trained_bpe_saves_in_gpt2s_format(tmp_path):
         assert ref.encode(s) == ours.encode(s) == again.encode(s), s
 
 
+def test_merges_txt_keeps_the_rank_order(tmp_path):
+    """merges.txt lists merges earliest first, the order encoding applies them: in " aaab" (by then
+    ' ', 'aa', 'ab'), ' '+'aa' (rank 2) beats 'aa'+'ab' (rank 5), so it ends as one token; reversed, two."""
+    ours = BPETokenizer.train("aaab aaab aaab abab aaaa", vocab_size=262)
+    assert ours.vocab[259] == b" aaab" and ours.encode(" aaab") == [259]
+    ours.save_pretrained(tmp_path / "t")
+    again = BPETokenizer.from_pretrained(tmp_path / "t")
+    for s in [" aaab", " abab aaaa", "aaab"]:
+        assert again.encode(s) == ours.encode(s), s
+    assert again.encode(" aaab") == [259] and again.merges == ours.merges
+
+
 def test_bad_tokenizer_files(tmp_path):
     with pytest.raises(ValueError, match="has no vocab.json"):
         BPETokenizer.from_pretrained(tmp_path)

@@ -61,6 +61,34 @@ def test_merge_is_exact_and_unmerge_restores(device, float64):
     np.testing.assert_allclose(layer(x).numpy(), adapted, rtol=1e-12, atol=1e-14)
 
 
+def test_built_directly_only_the_adapters_train(device):
+    """LoRALinear(in, out) freezes its own weight and bias, as from_linear does: only A and B train."""
+    layer = LoRALinear(5, 4, r=2).to(device)
+    assert [n for n, p in layer.named_parameters() if p.requires_grad] == ["lora_A", "lora_B"]  # not weight, bias
+    x = minigrad.tensor(np.random.default_rng(5).normal(size=(3, 5)).astype(np.float32), device=device)
+    layer(x).sum().backward()
+    assert layer.weight.grad is None and layer.bias.grad is None
+    assert layer.lora_A.grad is not None and layer.lora_B.grad is not None
+
+
+def test_lora_dropout_drops_the_adapter_input_in_training_only(device, float64):
+    """With dropout p, training mode feeds the adapters dropout(x) (zeros, the rest scaled by 1/(1-p));
+    the frozen path sees x, and eval mode is the undropped output."""
+    layer = lora_layer(device, r=2, alpha=5.0, dropout=0.5)
+    x = np.random.default_rng(6).normal(size=(8, 5))
+    xt = minigrad.tensor(x, device=device)
+    W, b, A, B = (to_device(p.data, "cpu") for p in (layer.weight, layer.bias, layer.lora_A, layer.lora_B))
+    minigrad.manual_seed(7)
+    dropped = minigrad.functional.dropout(xt, 0.5).numpy()  # the mask the layer draws from the same seed
+    assert set(np.unique(np.round(dropped / x, 12))) == {0.0, 2.0}  # some dropped, the rest times 1/(1-p)
+    minigrad.manual_seed(7)
+    trained = layer(xt).numpy()
+    np.testing.assert_allclose(trained, x @ W.T + b + 2.5 * (dropped @ A.T @ B.T), rtol=1e-12)
+    evaluated = layer.eval()(xt).numpy()
+    np.testing.assert_allclose(evaluated, x @ W.T + b + 2.5 * (x @ A.T @ B.T), rtol=1e-12)
+    assert not np.allclose(trained, evaluated)
+
+
 def small_gpt():
     minigrad.manual_seed(0)
     return GPT(GPTConfig(vocab_size=17, block_size=8, n_layer=2, n_head=2, n_embd=16))

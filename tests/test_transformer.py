@@ -116,6 +116,19 @@ def test_multihead_attention_matches_torch(name, device):
                        call, [q, k, v, attn_mask, pad], device, n_outputs=1 + fwd.get("need_weights", True))
 
 
+def test_is_causal_hint_in_cross_attention_applies_the_float_mask(device):
+    """With L != S the is_causal hint does not take the causal fast path (whose diagonal sits bottom-right):
+    the float attn_mask given is added, so the output equals is_causal=False with the same mask."""
+    mha = nn.MultiheadAttention(E, H).to(device)
+    q, kv = minigrad.tensor(arr(1, T, N, E), device=device), minigrad.tensor(arr(2, S, N, E), device=device)
+    mask = np.where(np.tri(T, S, dtype=bool), 0.0, -np.inf) + np.random.default_rng(3).standard_normal((T, S))
+    mask = minigrad.tensor(mask, device=device)  # top-left causal (T, S), plus a float bias
+    hinted, _ = mha(q, kv, kv, attn_mask=mask, is_causal=True, need_weights=False)
+    plain, _ = mha(q, kv, kv, attn_mask=mask, need_weights=False)
+    assert hinted.shape == (T, N, E)
+    np.testing.assert_allclose(hinted.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+
+
 # ---- layers, stacks and the whole Transformer -----------------------------------------------------
 
 LAYER_KW = dict(dim_feedforward=FF, dropout=0.0)
