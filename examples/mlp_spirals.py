@@ -29,8 +29,14 @@ def make_spirals(n_per_class: int, rng: np.random.Generator) -> tuple[np.ndarray
     return x.astype(np.float32), y
 
 
+EPILOG = """times on a 2-core machine, with OPENBLAS_NUM_THREADS=1:
+  python examples/mlp_spirals.py --steps 30    about 0.5 s (the smallest run)
+  python examples/mlp_spirals.py               about 1 s"""
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--device", default=minigrad.get_default_device())
     ap.add_argument("--seed", type=int, default=0)

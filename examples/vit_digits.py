@@ -35,9 +35,11 @@ import numpy as np  # noqa: E402  (after the thread setting, which numpy reads a
 import minigrad  # noqa: E402
 import minigrad.functional as F  # noqa: E402
 from minigrad import nn  # noqa: E402
+from minigrad.extras import exit_if_missing, require  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 from minigrad.tensor import Tensor  # noqa: E402
 
+FEATURE = "examples/vit_digits.py"
 
 
 def patchify(images: np.ndarray, patch_size: int) -> np.ndarray:
@@ -106,10 +108,10 @@ class ViT(nn.Module):
 
 def load_digits_split(seed: int = 0) -> tuple[np.ndarray, ...]:
     """The 1,797 8x8 digits scaled to [0, 1], split 80/20 stratified by class."""
-    from sklearn.datasets import load_digits
+    datasets = require("sklearn.datasets", FEATURE)
     from sklearn.model_selection import train_test_split
 
-    d = load_digits()
+    d = datasets.load_digits()
     x = d.images.astype(np.float32) / 16.0  # pixels 0..16 -> 0..1
     return tuple(train_test_split(x, d.target, test_size=0.2, stratify=d.target, random_state=seed))
 
@@ -166,8 +168,16 @@ def plot_attention(model: ViT, x: np.ndarray, y: np.ndarray, path: str, n: int =
     fig.savefig(path, dpi=120)
 
 
+EPILOG = """times on a 2-core machine, with OPENBLAS_NUM_THREADS=1 (the baselines, unless --no-baselines: 1.5 s):
+  python examples/vit_digits.py --steps 10                       about 4 s (the smallest run)
+  python examples/vit_digits.py --steps 900 --no-baselines       about 70 s (the slow test's run)
+  python examples/vit_digits.py --steps 1800                     about 2.5 minutes
+  python examples/vit_digits.py --minutes 5 --plot PNG           about 5 minutes (the README's run)"""
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5.0, help="training time budget; the cosine ends with it")
     ap.add_argument("--steps", type=int, default=None,
                     help="a budget in steps instead of minutes (the cosine ends with them): the same run anywhere")
@@ -184,6 +194,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="also fit logistic regression and an MLP on the same split (default: yes)")
     ap.add_argument("--plot", default=None, help="write a picture of the [CLS] attention to this path")
     args = ap.parse_args(argv)
+    if args.plot:
+        require("matplotlib", f"{FEATURE} --plot")  # now, not after the training
 
     x_train, x_test, y_train, y_test = load_digits_split(args.seed)
     base = baselines(x_train, x_test, y_train, y_test) if args.baselines else {}
@@ -234,10 +246,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plot_attention(model, x_test, y_test, args.plot)
         print(f"wrote {args.plot}")
     result = {"test_accuracy": round(test_acc, 4), "train_accuracy": round(train_acc, 4), "steps": step,
-              "train_seconds": round(train_seconds, 1), "minutes": None if args.steps else args.minutes, "params": n_params, **base}
+              "train_seconds": round(train_seconds, 1), "minutes": None if args.steps else args.minutes,
+              "params": n_params, **base}
     print(json.dumps(result))
     return result
 
 
 if __name__ == "__main__":
-    main()
+    with exit_if_missing():
+        main()

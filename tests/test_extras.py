@@ -11,6 +11,7 @@ from minigrad.extras import INSTALL, MissingExtra, install_hint, require
 
 def test_a_missing_package_names_the_feature_and_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # as if never imported (test order)
     with pytest.raises(MissingExtra, match=r"^examples/vit_digits.py needs scikit-learn: pip install -e '\.\[vit\]'$"):
         require("sklearn.datasets", "examples/vit_digits.py")
     assert isinstance(MissingExtra("x"), ImportError)  # code that catches ImportError still does
