@@ -129,6 +129,7 @@ class MPIComm(Communicator):
 
     def abort(self, message: str, code: int = 1) -> None:
         print(message, file=sys.stderr, flush=True)
+        time.sleep(0.5)  # mpiexec forwards our stderr from a pipe; Abort can kill it before it does (seen under load)
         self.comm.Abort(code)  # MPI ends every process of the job, wherever it is waiting
         os._exit(code)  # some MPIs return from Abort and end this process from outside, a moment later
 
