@@ -201,7 +201,8 @@ class Translator(nn.Module):
         # as large as the positions' (sin and cos in -1..1); nn.Embedding's N(0, 1) would drown them.
         self.embed = nn.Embedding(VOCAB_SIZE, d_model)
         self.embed.weight = nn.Parameter(minigrad.randn(VOCAB_SIZE, d_model) * d_model**-0.5)
-        self.register_buffer("pe", minigrad.tensor(sinusoidal_positions(max_len, d_model)), persistent=False)
+        pe = minigrad.tensor(sinusoidal_positions(max_len, d_model), dtype=self.embed.weight.dtype)  # (float64 table)
+        self.register_buffer("pe", pe, persistent=False)
         self.transformer = nn.Transformer(
             d_model=d_model, nhead=nhead, num_encoder_layers=layers, num_decoder_layers=layers,
             dim_feedforward=dim_feedforward, dropout=0.0, batch_first=True,

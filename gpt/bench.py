@@ -70,7 +70,7 @@ def minigrad_stepper(cfg: GPTConfig, batch_size: int, device: str) -> tuple[GPT,
         t0 = time.perf_counter()
         clip_grad_norm_(params, 1.0)
         opt.step()
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=False)  # as gpt/train.py: grads stay views into the flat buffers
         synchronize(device)
         optim_seconds["optimizer"] += time.perf_counter() - t0
         return loss.item()

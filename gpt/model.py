@@ -169,7 +169,8 @@ class GPT(nn.Module):
         if config.pos_encoding == "sinusoidal":
             table = sinusoidal_positions(config.block_size, config.n_embd)
             # fixed, not learned: a buffer, which .to() moves; left out of the state dict, as it is recomputed
-            self.register_buffer("pos_table", Tensor(table, device=self.transformer.wte.weight.device), persistent=False)
+            wte = self.transformer.wte.weight
+            self.register_buffer("pos_table", Tensor(table, dtype=wte.dtype, device=wte.device), persistent=False)
 
     def _init_weights(self, module: nn.Module) -> None:
         """GPT-2's initialisation, as nanoGPT: Linear and Embedding weights N(0, 0.02), Linear

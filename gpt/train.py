@@ -420,6 +420,7 @@ def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | N
                 # dropout masks from (seed, rank, iteration) alone: each rank its own, and the same again
                 # after a resume on any device (CuPy's generator state cannot be saved; integers can)
                 minigrad.manual_seed(distributed.rank_seed(cfg.seed, comm.rank, it))
+                optimizer.zero_grad(set_to_none=False)  # zero views into the flat buffers: backward adds into them
                 loss_sum = 0.0
                 for _ in range(cfg.grad_accum):
                     _, loss = model(*batches.sample("train", cfg.device))
@@ -437,7 +438,6 @@ def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | N
                         f"the last good checkpoint is {ckpt_path} (try a lower learning_rate)"
                     )
                 optimizer.step()
-                optimizer.zero_grad()
                 dt = time.perf_counter() - t0
                 t_train += dt
                 it += 1

@@ -3,11 +3,24 @@
 Reading order: tensor.py, autograd.py (the graph), simple.py (the fused ops the simple
 way), ops/ (each op's forward and backward), functional.py, nn/, optim/, gradcheck.py,
 backend.py (where arrays live), testing/fakegpu.py, and speed.py last.
+
+The names here are PyTorch's (creation functions, dtypes, devices, torch.X math functions), each
+pointing at the op or function where it is written, so that code written for PyTorch's core API
+runs with `import minigrad as torch`.
 """
+import math
+from types import SimpleNamespace
+
+import numpy as np
+
 from minigrad import functional
 from minigrad.autograd import is_grad_enabled, no_grad
 from minigrad.backend import (
+    Generator,
     available_devices,
+    cuda_device_count,
+    cuda_is_available,
+    device,
     get_array_module,
     get_default_device,
     get_default_dtype,
@@ -15,15 +28,99 @@ from minigrad.backend import (
     set_default_device,
     set_default_dtype,
 )
-from minigrad.tensor import Tensor
-from minigrad.creation import arange, ones, randn, tensor, zeros
+from minigrad.tensor import Size, Tensor, can_cast, promote_types, result_type
+from minigrad.creation import (
+    arange,
+    empty,
+    empty_like,
+    eye,
+    full,
+    full_like,
+    linspace,
+    multinomial,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from minigrad.ops.elementwise import exp, floor_divide, log, maximum, pow, remainder, sigmoid, sqrt, tanh, where
+from minigrad.ops.matmul import matmul
+from minigrad.ops.reduce import amax, amin, argmax, argmin, max, mean, min, std, sum, topk, var
+from minigrad.ops.shape import (
+    cat,
+    concat,
+    concatenate,
+    flatten,
+    gather,
+    nonzero,
+    permute,
+    reshape,
+    split,
+    squeeze,
+    stack,
+    transpose,
+    tril,
+    triu,
+    unsqueeze,
+)
+from minigrad.ops.softmax import log_softmax, softmax
 from minigrad.gradcheck import GradcheckError, gradcheck
-from minigrad import nn, optim
+from minigrad.serialization import load, save
+from minigrad import nn, optim, utils
+
+__version__ = "0.1.0"  # as in pyproject.toml
+
+# torch.X(t, ...) where X is composed of other ops rather than one of its own: the Tensor's method
+abs, square, clamp, clip, minimum = Tensor.abs, Tensor.square, Tensor.clamp, Tensor.clip, Tensor.minimum
+isnan, isinf, isfinite, equal, allclose = Tensor.isnan, Tensor.isinf, Tensor.isfinite, Tensor.equal, Tensor.allclose
+numel, is_floating_point, masked_fill = Tensor.numel, Tensor.is_floating_point, Tensor.masked_fill
+
+# dtypes as PyTorch names them. They are NumPy dtypes, so `t.dtype == minigrad.float32`.
+float32 = float = np.dtype("float32")
+float64 = double = np.dtype("float64")
+float16 = half = np.dtype("float16")
+int64 = long = np.dtype("int64")
+int32 = int = np.dtype("int32")
+int16 = short = np.dtype("int16")
+int8 = np.dtype("int8")
+uint8 = np.dtype("uint8")
+bool = np.dtype("bool")
+
+pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
+
+inference_mode = no_grad  # no graph recorded: all that inference mode means here
+cuda = SimpleNamespace(is_available=cuda_is_available, device_count=cuda_device_count)  # torch.cuda's questions
+backends = SimpleNamespace(mps=SimpleNamespace(is_available=lambda: False))  # no Apple GPU backend
+
+
+def __getattr__(name: str) -> object:
+    if name == "bfloat16":  # the book's scripts ask for it by name; fail there, saying why
+        raise AttributeError("minigrad.bfloat16: NumPy has no bfloat16 dtype; use float16 or float32", name=name)
+    raise AttributeError(f"module 'minigrad' has no attribute {name!r}", name=name)
+
 
 __all__ = [
-    "Tensor", "tensor", "zeros", "ones", "randn", "arange",
-    "no_grad", "is_grad_enabled",
+    "Tensor", "Size", "tensor", "device", "Generator",
+    "zeros", "ones", "full", "empty", "eye", "arange", "linspace",
+    "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
+    "rand", "randn", "randint", "randperm", "multinomial", "manual_seed",
+    "exp", "log", "sqrt", "tanh", "sigmoid", "pow", "abs", "square", "clamp", "clip", "maximum", "minimum",
+    "floor_divide", "remainder", "where", "masked_fill", "matmul", "softmax", "log_softmax",
+    "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std", "topk",
+    "reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "gather", "nonzero",
+    "cat", "concat", "concatenate", "stack", "split", "tril", "triu",
+    "isnan", "isinf", "isfinite", "equal", "allclose", "numel", "is_floating_point",
+    "float32", "float", "float64", "double", "float16", "half", "int64", "long", "int32", "int",
+    "int16", "short", "int8", "uint8", "bool", "pi", "e", "inf", "nan",
+    "result_type", "promote_types", "can_cast", "no_grad", "inference_mode", "is_grad_enabled", "cuda", "backends",
     "get_array_module", "available_devices", "set_default_device", "get_default_device",
-    "set_default_dtype", "get_default_dtype", "manual_seed",
-    "functional", "nn", "optim", "gradcheck", "GradcheckError",
+    "set_default_dtype", "get_default_dtype",
+    "save", "load", "functional", "nn", "optim", "utils", "gradcheck", "GradcheckError",
 ]

@@ -18,12 +18,20 @@ after all gradients flowing into its output have been summed, and hand its
 input grads on. Each node's saved arrays are freed as soon as its backward has
 run, so a second backward through the same graph raises.
 
+In-place writes (`t += 1`, `t[0] = 5`, see inplace.py) could change an array some
+Function saved for its backward after the fact, and give a wrong gradient without
+a word. PyTorch's answer is a version counter, and so is ours (the last section):
+every in-place write counts up the version of the memory it writes into, each
+Function notes the versions of its inputs when it is recorded, and its backward
+refuses to run if an array it saved has been written since.
+
 Read next: simple.py (the fused ops the simple way), then ops/elementwise.py, the first ops.
 """
 from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
@@ -71,6 +79,7 @@ class Function:
     needs_grad: tuple[bool, ...]
     reuse_saved = False
     retained_output: Any = None  # a weakref to the output, if it asked for its grad (retain_grad)
+    versions: dict[int, int] | None = None  # id(memory) -> its version when recorded, where not 0
 
     def forward(self, *arrays: Array, **params: Any) -> Array:
         raise NotImplementedError
@@ -96,6 +105,8 @@ class Function:
         if record:
             fn.edges = tuple([(t._ctx or t) if need else None for t, need in zip(inputs, needs)])
             fn.input_specs = tuple([(t.data.shape, t.data.dtype, type(t.data)) for t in inputs])
+            if _versions:  # some memory has been written in place: note the inputs' versions
+                fn.versions = {k: _versions[k] for t in inputs if (k := id(memory_of(t.data))) in _versions}
             result._ctx = fn
         return result
 
@@ -154,7 +165,8 @@ def _add_grads(a: Array | SparseGrad, b: Array | SparseGrad) -> Array | SparseGr
         return a.plus(b)
     if isinstance(b, SparseGrad):
         return b.plus(a)
-    return a + b
+    total = a + b
+    return np.asarray(total) if isinstance(total, np.generic) else total  # NumPy gives a scalar for 0-d
 
 
 def backward(root: Tensor, dout: Array, retain_graph: bool = False) -> None:
@@ -184,6 +196,8 @@ def _run_backward(fn: Function, dout: Array, retain_graph: bool) -> tuple[Array 
             f"backward through a graph that was already freed (at {type(fn).__name__}): "
             "call backward(retain_graph=True) the first time to backward twice"
         )
+    if _versions:
+        _check_versions(fn)
     kept = fn.retained_output() if fn.retained_output is not None else None
     if kept is not None:
         kept._accumulate_grad(dout)
@@ -205,6 +219,48 @@ def _check_grad(fn: Function, spec: tuple[tuple[int, ...], Any, type], g: Any) -
             f"{type(fn).__name__}.backward returned a grad {g_type.__name__}{tuple(g.shape)} {g.dtype} "
             f"for an input {array_type.__name__}{tuple(shape)} {dtype}"
         )
+
+
+# ---- versions: no in-place write may change what a Function saved for its backward ----------
+
+_versions: dict[int, int] = {}  # id(memory) -> in-place writes into it; only memory ever written has an entry
+
+
+def memory_of(a: Array) -> Array:
+    """The array that owns a's memory: a itself, or the array a view was taken from."""
+    while isinstance(a.base, type(a)):
+        a = a.base
+    return a
+
+
+def bump_version(a: Array) -> None:
+    """Count one in-place write into a's memory (inplace.py calls this after every write)."""
+    mem = memory_of(a)
+    k = id(mem)
+    if k not in _versions:
+        try:  # forget the entry when the memory is freed, before Python can reuse its id
+            weakref.finalize(mem, _versions.pop, k, None)
+        except TypeError:  # an array type that takes no weak references: not tracked
+            return
+    _versions[k] = _versions.get(k, 0) + 1
+
+
+def _check_versions(fn: Function) -> None:
+    """Raise if an array fn saved was written in place after fn was recorded (PyTorch's error).
+    Only saved arrays count: y = x + 1 saves nothing of x, so x may change before backward."""
+    array_types = {spec[2] for spec in fn.input_specs}
+    recorded = fn.versions or {}
+    for name, value in vars(fn).items():
+        if type(value) in array_types:
+            k = id(memory_of(value))
+            now = _versions.get(k, 0)
+            if now != recorded.get(k, 0):
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified by an inplace "
+                    f"operation: {type(fn).__name__} saved {name} (shape {tuple(value.shape)}), which is at "
+                    f"version {now}; expected version {recorded.get(k, 0)} instead. Use an out-of-place op "
+                    f"(x = x + y instead of x += y) before backward."
+                )
 
 
 # ---- profiling: a wrapper around every forward and backward, only while it is on -------------

@@ -13,6 +13,8 @@ Read next: testing/fakegpu.py, then speed.py.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from types import ModuleType
@@ -23,6 +25,32 @@ import numpy as np
 from minigrad.extras import install_hint
 
 Array = Any  # an array of some backend: numpy.ndarray on "cpu", cupy.ndarray on "cuda"
+
+
+class device(str):
+    """A device as PyTorch writes it: device("cpu"), device("cuda"), device("cuda:0"), device("cuda", 0).
+
+    It is a str equal to its name ("cuda:0" stays "cuda:0"), so it goes wherever a device name goes,
+    and a tensor's .device is one. The index chooses nothing: minigrad computes on one GPU per
+    process, CuPy's current one (distributed.py gives each rank its own)."""
+
+    def __new__(cls, type: str, index: int | None = None) -> device:
+        name, _, num = str(type).partition(":")
+        if num:
+            if index is not None or not num.isdigit():
+                raise ValueError(f"device: invalid device {type!r}" + (f" with index={index}" if index is not None else ""))
+            index = int(num)
+        return super().__new__(cls, name if index is None else f"{name}:{index}")
+
+    @property
+    def type(self) -> str:
+        """The backend: "cpu", "cuda", ..."""
+        return self.partition(":")[0]
+
+    @property
+    def index(self) -> int | None:  # type: ignore[override]  (hides str.index, which a device has no use for)
+        num = self.partition(":")[2]
+        return int(num) if num else None
 
 
 @dataclass(frozen=True)
@@ -39,6 +67,7 @@ _BY_TYPE: dict[type, Backend] = {}
 
 
 def register_backend(backend: Backend) -> None:
+    backend = dataclasses.replace(backend, device=device(backend.device))  # tensors report a device object
     _BACKENDS[backend.device] = backend
     _BY_TYPE[backend.array_type] = backend
 
@@ -64,6 +93,22 @@ def available_devices() -> list[str]:
     return list(_BACKENDS)
 
 
+@functools.cache
+def cuda_is_available() -> bool:
+    """Can minigrad compute on an NVIDIA GPU: CuPy sees one, and a kernel runs there (checked once,
+    so that a CuPy built for another CUDA version answers False here rather than failing later)."""
+    if "cuda" not in _BACKENDS:
+        return False
+    try:
+        return int((_BACKENDS["cuda"].xp.arange(3) * 2).sum()) == 6
+    except Exception:  # any failure of the probe (compiler, driver, library) means "not usable"
+        return False
+
+
+def cuda_device_count() -> int:
+    return _BACKENDS["cuda"].xp.cuda.runtime.getDeviceCount() if cuda_is_available() else 0
+
+
 def synchronize(device: str) -> None:
     """Wait until `device` has done all the work queued on it (a no-op on the CPU). A GPU runs
     asynchronously: read a clock without this and you time the launches, not the work."""
@@ -81,10 +126,15 @@ def backend_of_array(a: Array) -> Backend:
 
 
 def get_backend(device: str) -> Backend:
-    if device not in _BACKENDS:
-        hint = f" (it needs an NVIDIA GPU and {install_hint('cupy')})" if device == "cuda" else ""
-        raise ValueError(f"unknown or unavailable device {device!r}{hint}; available: {available_devices()}")
-    return _BACKENDS[device]
+    """The backend of a device name or minigrad.device ("cuda:0" is "cuda")."""
+    b = _BACKENDS.get(device)
+    if b is not None:
+        return b
+    name = str(device).partition(":")[0]
+    if name not in _BACKENDS:
+        hint = f" (it needs an NVIDIA GPU and {install_hint('cupy')})" if name == "cuda" else ""
+        raise ValueError(f"unknown or unavailable device {str(device)!r}{hint}; available: {available_devices()}")
+    return _BACKENDS[name]
 
 
 def get_array_module(*arrays: Any) -> ModuleType:
@@ -104,11 +154,10 @@ def device_of(a: Array) -> str:
 
 def to_device(a: Array, device: str) -> Array:
     """Copy an array to `device` (a no-op if it is already there): the one explicit host<->device door."""
-    src = backend_of_array(a)
-    if src.device == device:
+    src, dst = backend_of_array(a), get_backend(device)
+    if src is dst:
         return a
-    host = src.to_host(a)
-    return get_backend(device).xp.asarray(host)
+    return dst.xp.asarray(src.to_host(a))
 
 
 # ---- defaults -------------------------------------------------------------
@@ -154,10 +203,39 @@ def manual_seed(seed: int) -> None:
 
 
 def generator(device: str) -> Any:
-    """The device's `xp.random.Generator`, created lazily from the last manual_seed."""
-    if device not in _generators:
-        _generators[device] = get_backend(device).xp.random.default_rng(_seed)
-    return _generators[device]
+    """The device's `xp.random.Generator`, created lazily from the last manual_seed ("cuda:0" draws from "cuda"'s)."""
+    b = get_backend(device)
+    if b.device not in _generators:
+        _generators[b.device] = b.xp.random.default_rng(_seed)
+    return _generators[b.device]
+
+
+class Generator:
+    """A random generator of one's own, as torch.Generator: `g = Generator().manual_seed(123)` makes
+    the same draws on every run whatever else draws from the global generators. minigrad's
+    rand, randn, randint, randperm and multinomial take it as `generator=`, and so do
+    utils.data's DataLoader and random_split for their shuffles.
+
+    It draws on the CPU, from a NumPy np.random.Generator (numpy_generator()), so a seed gives
+    other numbers than PyTorch's generator does."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        if get_backend(device).device != "cpu":
+            raise ValueError(f"Generator: only device='cpu' is supported, got {device!r}")
+        self.device = get_backend("cpu").device
+        self.manual_seed(67280421310721)  # PyTorch's default seed
+
+    def manual_seed(self, seed: int) -> Generator:
+        self._seed = int(seed)
+        self._rng = np.random.default_rng(self._seed)
+        return self
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def numpy_generator(self) -> np.random.Generator:
+        """The np.random.Generator it draws from; every draw moves its state on."""
+        return self._rng
 
 
 def get_rng_state() -> dict[str, Any]:

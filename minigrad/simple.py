@@ -12,12 +12,14 @@ memory per line; each fused op's module says what it saves instead and derives i
     cross_entropy              ops/softmax.py       CrossEntropy
     layer_norm                 ops/layernorm.py     LayerNorm
     gelu                       ops/elementwise.py   GELU
+    logsigmoid, softplus, silu ops/activation.py    LogSigmoid, Softplus, SiLU
     embedding                  ops/embedding.py     Embedding
 
 Shapes: x (..., C) with the op over the last axis; logits (N, V), targets (N,); weight,
 bias (C,) for layer_norm; w (out, in), b (out,) for linear; table (V, C) for embedding.
 
-Leaves out: attention (its simple twin sits beside the fused op in ops/attention.py).
+Leaves out: attention (its simple twin sits beside the fused op in ops/attention.py), and
+cross_entropy's weight, reduction and layouts (tests/test_functional_torch.py checks those against PyTorch).
 
 Read next: ops/elementwise.py, where the fused ops begin.
 """
@@ -27,7 +29,8 @@ import math
 from typing import Any
 
 from minigrad.backend import get_array_module
-from minigrad.ops.elementwise import erf
+from minigrad.ops.elementwise import erf, maximum, where
+from minigrad.ops.reduce import amax
 from minigrad.tensor import Tensor
 
 
@@ -39,12 +42,12 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     # Subtracting the row max changes nothing (softmax(x - c) = softmax(x)) but keeps exp from
     # overflowing; the max is a constant to backward (detach), since the result does not depend on it.
-    e = (x - x.max(axis, keepdims=True).detach()).exp()
+    e = (x - amax(x, axis, True).detach()).exp()
     return e / e.sum(axis, keepdims=True)
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    shifted = x - x.max(axis, keepdims=True).detach()
+    shifted = x - amax(x, axis, True).detach()
     return shifted - shifted.exp().sum(axis, keepdims=True).log()  # x_i - log sum_j e^x_j
 
 
@@ -74,6 +77,22 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
         c = math.sqrt(2 / math.pi)
         return 0.5 * x * (1 + (c * (x + 0.044715 * x**3)).tanh())
     return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))  # x Phi(x), Phi the standard normal CDF
+
+
+def logsigmoid(x: Tensor) -> Tensor:
+    # log sigmoid(x) = -log(1 + e^-x), but e^-x overflows for x << 0; with |x| = max(x, -x),
+    # it is min(x, 0) - log(1 + e^-|x|), and e^-|x| <= 1 always. min(x, 0) = x - relu(x).
+    return (x - x.relu()) - (1 + (-maximum(x, -x)).exp()).log()
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    bx = x * beta
+    soft = (bx.relu() + (1 + (-maximum(bx, -bx)).exp()).log()) / beta  # log(1 + e^(beta x)) / beta, as above
+    return where(bx > threshold, x, soft)  # x itself past the threshold, as PyTorch
+
+
+def silu(x: Tensor) -> Tensor:
+    return x * x.sigmoid()
 
 
 def embedding(idx: Any, table: Tensor) -> Tensor:

@@ -70,8 +70,8 @@ CASES = {
         IndexError, r"getitem: .*tensor shape \(2, 3\)",
     ),
     "dtype mismatch": (
-        lambda d: ones(2, device=d) + ones(2, device=d, dtype=np.float64),
-        TypeError, r"add: dtype mismatch, float32 and float64",
+        lambda d: ones(2, 2, device=d) @ ones(2, 2, device=d, dtype=np.float64),
+        TypeError, r"matmul: expected both operands to have the same dtype, got float32 and float64",
     ),
     "requires_grad on integers": (
         lambda d: minigrad.tensor([1, 2], requires_grad=True, device=d),

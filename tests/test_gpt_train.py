@@ -211,7 +211,7 @@ def test_checkpoint_round_trip(tmp_path):
     small_checkpoint(tmp_path / "c.npz")
     meta, model, optim = load_checkpoint(tmp_path / "c.npz")
     assert meta == {"iter": 1} and "lm_head.weight" in model and optim["step"] == 1
-    assert optim["param_groups"][0]["weight_decay"] == 0.1 and set(optim["state"][0]) == {"exp_avg", "exp_avg_sq"}
+    assert optim["param_groups"][0]["weight_decay"] == 0.1 and set(optim["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
 
 
 @pytest.mark.parametrize("damage", ["empty", "first half", "last bytes cut", "one byte flipped", "not a zip"])

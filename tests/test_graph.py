@@ -188,7 +188,8 @@ def test_tensor_facts_and_host_copies(device):
 
 def test_default_dtype_is_float32_and_can_be_float64(device):
     assert minigrad.get_default_dtype() == np.float32
-    assert minigrad.tensor(np.ones(2), device=device).dtype == np.float32  # float64 data is converted
+    assert minigrad.tensor([1.0, 2.0], device=device).dtype == np.float32  # Python floats take the default
+    assert minigrad.tensor(np.ones(2), device=device).dtype == np.float64  # an array keeps its dtype (as torch)
     assert minigrad.tensor([1, 2], device=device).dtype.kind == "i"  # integers keep their kind
     assert minigrad.zeros(2, device=device, dtype=np.float64).dtype == np.float64  # unless asked otherwise
     prev = minigrad.get_default_dtype()

@@ -1,4 +1,4 @@
-"""Reductions (sum, mean, max, var) over any axes, keepdims or not: vs NumPy and finite differences."""
+"""Reductions (sum, mean, amax, amin, var, std) over any axes, keepdims or not: vs NumPy and finite differences."""
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -13,13 +13,21 @@ pytestmark = pytest.mark.usefixtures("float64")
 REDUCTIONS = {  # name: (minigrad op, NumPy reference, values, fewest elements per output)
     "sum": (F.sum, np.sum, "normal", 1),
     "mean": (F.mean, np.mean, "normal", 1),
-    "max": (F.max, np.max, "distinct", 1),  # distinct values: no ties, so max is differentiable
-    "var": (F.var, lambda x, axis, keepdims: np.var(x, axis=axis, keepdims=keepdims, ddof=1), "normal", 2),
+    "amax": (minigrad.amax, np.max, "distinct", 1),  # distinct values: no ties, so amax is differentiable
+    "amin": (minigrad.amin, np.min, "distinct", 1),
+    "var": (lambda x, axis, keepdims: F.var(x, axis, keepdim=keepdims),
+            lambda x, axis, keepdims: np.var(x, axis=axis, keepdims=keepdims, ddof=1), "normal", 2),
     "var(correction=0)": (
-        lambda x, axis, keepdims: F.var(x, axis, keepdims, correction=0),
+        lambda x, axis, keepdims: F.var(x, axis, keepdims=keepdims, correction=0),
         lambda x, axis, keepdims: np.var(x, axis=axis, keepdims=keepdims, ddof=0),
         "normal",
         1,
+    ),
+    "std(unbiased=False)": (
+        lambda x, axis, keepdims: minigrad.std(x, axis, False, keepdims),
+        lambda x, axis, keepdims: np.std(x, axis=axis, keepdims=keepdims),
+        "distinct",  # std > 0, where sqrt is differentiable
+        2,
     ),
 }
 
@@ -46,7 +54,7 @@ def test_mean_over_several_axes_divides_by_all_of_them(device, axis):
     np.testing.assert_allclose(t.grad.numpy(), np.full(x.shape, 8.0 / count))
 
 
-def test_max_shares_the_gradient_between_ties(device):
+def test_amax_shares_the_gradient_between_ties(device):
     x = minigrad.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]], device=device, requires_grad=True)
-    F.max(x, axis=1).sum().backward()
+    minigrad.amax(x, axis=1).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])

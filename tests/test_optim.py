@@ -17,12 +17,12 @@ G2 = [np.array([[-0.5, 1.0, 1.5], [2.0, -1.0, 0.0]]), np.array([-1.0, 0.25, 1.0]
 
 
 def make_params(device):
-    return [nn.Parameter(minigrad.tensor(p, device=device)) for p in P0]
+    return [nn.Parameter(minigrad.tensor(p, dtype=np.float32, device=device)) for p in P0]
 
 
 def set_grads(params, grads, device):
     """Backward of sum(p * g), so each p.grad becomes exactly g."""
-    loss = sum((p * minigrad.tensor(g, device=device)).sum() for p, g in zip(params, grads))
+    loss = sum((p * minigrad.tensor(g, dtype=p.dtype, device=device)).sum() for p, g in zip(params, grads))
     loss.backward()
 
 
@@ -210,7 +210,7 @@ def test_freezing_after_the_optimizer_was_made_takes_effect_at_the_next_step(dev
     params = make_params(device)
     opt = optim.AdamW(params, lr=0.1, weight_decay=0.1)
     run(opt, params, device, [G1])
-    m1 = to_device(opt.state_dict()["state"][1]["exp_avg"], "cpu")
+    m0, m1 = (to_device(opt.state_dict()["state"][i]["exp_avg"], "cpu") for i in (0, 1))
     params[0].requires_grad_(False)
     frozen = params[0].numpy().copy()
     opt.zero_grad()
@@ -218,13 +218,17 @@ def test_freezing_after_the_optimizer_was_made_takes_effect_at_the_next_step(dev
     opt.step()
     np.testing.assert_array_equal(params[0].numpy(), frozen)
     sd = opt.state_dict()
-    assert set(sd["state"]) == {1}
+    assert set(sd["state"]) == {0, 1}  # the frozen parameter keeps its state, as in PyTorch...
+    assert (sd["state"][0]["step"], sd["state"][1]["step"]) == (1, 2)  # ...and its step count
+    np.testing.assert_allclose(to_device(sd["state"][0]["exp_avg"], "cpu"), m0, rtol=1e-6)
     # the trainable parameter's state was carried over: m = 0.9 * m1 + 0.1 * g2
     np.testing.assert_allclose(to_device(sd["state"][1]["exp_avg"], "cpu"), 0.9 * m1 + 0.1 * G2[1], rtol=1e-6)
-    params[0].requires_grad_(True)  # unfreezing: its state starts again at zero
+    params[0].requires_grad_(True)  # unfreezing: its state goes on from where it stopped
     run(opt, params, device, [G1])
     assert not np.allclose(params[0].numpy(), frozen)
-    np.testing.assert_allclose(to_device(opt.state_dict()["state"][0]["exp_avg"], "cpu"), 0.1 * G1[0], rtol=1e-6)
+    sd = opt.state_dict()
+    assert (sd["state"][0]["step"], sd["state"][1]["step"]) == (2, 3)
+    np.testing.assert_allclose(to_device(sd["state"][0]["exp_avg"], "cpu"), 0.9 * m0 + 0.1 * G1[0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("cls", [optim.SGD, optim.AdamW])
@@ -265,3 +269,64 @@ def test_configure_optimizer_takes_only_trainable_parameters():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no parameter requires grad"):
         model.configure_optimizer(weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.95))
+
+
+# ---- zero_grad, skipped parameters, keywords ---------------------------------------------------
+
+
+def test_zero_grad_sets_none_by_default_or_zeroes_views_into_the_flat_buffer(device):
+    params = make_params(device)
+    opt = optim.AdamW(params, lr=0.1)
+    assert all(p.grad is None for p in params)
+    run(opt, params, device, [G1])
+    opt.zero_grad()  # PyTorch's default: backward then makes fresh gradients, step() copies them in
+    assert all(p.grad is None for p in params)
+    opt.zero_grad(set_to_none=False)  # the fast path: zero views into the buffer, backward adds into them
+    (group,) = opt.param_groups
+    assert all(p.grad.data is view for p, view in zip(params, group.grad_views)) and not group.grad.any()
+    set_grads(params, G2, device)
+    assert all(p.grad.data is view for p, view in zip(params, group.grad_views))
+    np.testing.assert_array_equal(params[1].grad.numpy(), G2[1])
+
+
+def test_a_parameter_without_grad_is_not_moved(device):
+    """PyTorch's rule: grad None means no step at all, not a step with a zero gradient (weight decay and
+    momentum would move it)."""
+    params = make_params(device)
+    opt = optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.1)
+    run(opt, params, device, [G1])
+    moved = params[0].numpy().copy()
+    opt.zero_grad()
+    (params[1] * minigrad.tensor(G2[1], device=device)).sum().backward()  # params[0].grad stays None
+    opt.step()
+    np.testing.assert_array_equal(params[0].numpy(), moved)
+    assert [s["step"] for s in opt.state.values()] == [1, 2]
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda ps: optim.AdamW(ps, lr=0.1, foo=1), TypeError, r"AdamW: keyword 'foo' is not supported"),
+    (lambda ps: optim.Adam(ps, amsgrad=True), ValueError, r"Adam: amsgrad=True is not supported"),
+    (lambda ps: optim.SGD(ps, maximize=True), ValueError, r"SGD: maximize=True is not supported"),
+    (lambda ps: optim.SGD(ps, nesterov=True), ValueError, r"SGD: nesterov=True needs a momentum > 0"),
+    (lambda ps: optim.SGD([ps[0] * 2]), TypeError, r"SGD: expected leaf Tensors \(Parameters\), got Tensor made by"),
+])
+def test_unsupported_keywords_raise_naming_themselves(make, error, match):
+    params = [minigrad.tensor(p, requires_grad=True) for p in P0]  # leaf tensors, as PyTorch takes too
+    with pytest.raises(error, match=match):
+        make(params)
+
+
+def test_pytorch_switches_at_their_defaults_are_accepted_and_step_takes_a_closure(device):
+    params = [minigrad.tensor(p, device=device, requires_grad=True) for p in P0]
+    opt = optim.AdamW(params, lr=0.1, amsgrad=False, foreach=None, fused=None, capturable=False)
+    assert opt.param_groups[0]["amsgrad"] is False and opt.defaults["lr"] == 0.1
+
+    def closure():
+        opt.zero_grad()
+        loss = sum((p * p).sum() for p in params)
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.item() == pytest.approx(sum((p**2).sum() for p in P0))
+    assert_params(params, [p * (1 - 0.1 * 0.01) - 0.1 * np.sign(p) for p in P0])  # AdamW's first step: lr sign(g)

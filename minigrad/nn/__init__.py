@@ -6,7 +6,21 @@ adapters for fine-tuning).
 """
 from minigrad.nn import utils
 from minigrad.nn.attention import MultiheadAttention
-from minigrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Tanh
+from minigrad.nn.layers import (
+    GELU,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    MSELoss,
+    NLLLoss,
+    ReLU,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from minigrad.nn.lora import LoRALinear, apply_lora, lora_state_dict, load_lora_state_dict, merge_lora, unmerge_lora
 from minigrad.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
 from minigrad.nn.transformer import (
@@ -18,6 +32,7 @@ from minigrad.nn.transformer import (
 )
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear", "Embedding", "LayerNorm",
-           "Dropout", "GELU", "ReLU", "Tanh", "utils", "LoRALinear", "apply_lora", "lora_state_dict",
+           "Dropout", "GELU", "ReLU", "Tanh", "SiLU", "Softplus", "CrossEntropyLoss", "NLLLoss", "MSELoss",
+           "BCEWithLogitsLoss", "utils", "LoRALinear", "apply_lora", "lora_state_dict",
            "load_lora_state_dict", "merge_lora", "unmerge_lora", "MultiheadAttention", "TransformerEncoderLayer",
            "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder", "Transformer"]

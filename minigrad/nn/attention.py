@@ -26,7 +26,7 @@ from typing import Any
 
 from minigrad import functional as F
 from minigrad.backend import generator, get_array_module, get_backend, get_default_device, get_default_dtype
-from minigrad.nn.layers import Dropout, Linear
+from minigrad.nn.layers import Linear
 from minigrad.nn.module import Module, Parameter
 from minigrad.ops.attention import attention_weights_simple
 from minigrad.tensor import Tensor

@@ -145,9 +145,13 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Set every parameter's .grad to None (PyTorch's default), or with set_to_none=False zero it in place."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.zero_()
 
     # ---- devices -------------------------------------------------------------------
     def to(self, device: str) -> Module:

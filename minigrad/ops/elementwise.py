@@ -18,7 +18,7 @@ import numpy as np
 from minigrad.autograd import Function
 from minigrad.backend import Array, get_array_module, get_default_dtype
 from minigrad.speed import chunks, library_erf
-from minigrad.tensor import Tensor, as_operands, as_tensor
+from minigrad.tensor import Tensor, as_operands, as_tensor, result_type
 
 
 def unbroadcast(grad: Array, shape: tuple[int, ...]) -> Array:
@@ -83,6 +83,20 @@ class Div(Function):
         return da, db
 
 
+class Remainder(Function):
+    def forward(self, a: Array, b: Array) -> Array:
+        xp = get_array_module(a)
+        self.a_shape, self.b_shape = a.shape, b.shape
+        self.q = xp.floor_divide(a, b) if self.needs_grad[1] else None
+        return xp.remainder(a, b)
+
+    # y = a - b * q, q = floor(a / b)  (Python's %: y takes b's sign)
+    #   =>  da = dout,  db = -dout * q   (q is flat between its jumps; PyTorch's gradient too)
+    def backward(self, dout: Array) -> tuple[Array | None, Array | None]:
+        db = unbroadcast(-dout * self.q, self.b_shape) if self.needs_grad[1] else None
+        return unbroadcast(dout, self.a_shape), db
+
+
 class Maximum(Function):
     def forward(self, a: Array, b: Array) -> Array:
         self.a, self.b = a, b
@@ -125,7 +139,34 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
-    return Div.apply(*as_operands("div", a, b))
+    """True division: integers give the default float dtype (int / int is float32), as in PyTorch."""
+    a, b = as_operands("div", a, b)
+    return Div.apply(_float(a), _float(b))
+
+
+def floor_divide(a: Any, b: Any) -> Tensor:
+    """a // b, rounded toward minus infinity (PyTorch's floor_divide), in result_type(a, b).
+    Piecewise constant, so not differentiable: the result requires no grad."""
+    a, b = _dividing("floor_divide", a, b)
+    xp = get_array_module(a.data)
+    return Tensor._make(xp.asarray(xp.floor_divide(a.data, b.data)), False)
+
+
+def remainder(a: Any, b: Any) -> Tensor:
+    """a % b with the sign of b, as Python's % and PyTorch's remainder, in result_type(a, b)."""
+    return Remainder.apply(*_dividing("remainder", a, b))
+
+
+def _dividing(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """The operands of // and %, which PyTorch refuses for bools and for integer division by zero
+    (NumPy would give 0 and a warning)."""
+    a, b = as_operands(op, a, b)
+    kind = a.data.dtype.kind
+    if kind == "b":
+        raise TypeError(f"{op}: not supported for bool tensors")
+    if kind in "iu" and bool((b.data == 0).any()):
+        raise ZeroDivisionError(f"{op}: integer division by zero")
+    return a, b
 
 
 def maximum(a: Any, b: Any) -> Tensor:
@@ -144,8 +185,8 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
 
 
 def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
-    """x with `value` wherever mask is True (PyTorch's masked_fill)."""
-    return where(mask, as_tensor(value, x), x)
+    """x with `value` wherever mask is True (PyTorch's masked_fill); the result keeps x's dtype."""
+    return where(mask, cast(as_tensor(value, x), x.dtype), x)
 
 
 def compare(op: str, a: Any, b: Any) -> Tensor:
@@ -153,7 +194,7 @@ def compare(op: str, a: Any, b: Any) -> Tensor:
     xp = get_array_module(a.data)
     fn = {"lt": xp.less, "le": xp.less_equal, "gt": xp.greater, "ge": xp.greater_equal,
           "eq": xp.equal, "ne": xp.not_equal}[op]
-    return Tensor._make(fn(a.data, b.data), False)
+    return Tensor._make(xp.asarray(fn(a.data, b.data)), False)  # (NumPy gives a scalar for 0-d inputs)
 
 
 # ---- unary ops ------------------------------------------------------------------
@@ -362,29 +403,40 @@ def neg(x: Tensor) -> Tensor:
 
 
 def pow(x: Tensor, exponent: float) -> Tensor:
+    """x ** exponent in result_type(x, exponent): int ** 2 stays int, int ** 0.5 is the default float."""
+    if isinstance(exponent, np.generic):
+        exponent = exponent.item()
     if isinstance(exponent, Tensor) or not isinstance(exponent, (int, float)):
         raise TypeError(f"pow: the exponent must be a Python number, got {type(exponent).__name__}")
+    if x.data.dtype.kind != "f":  # (a float x keeps its dtype whatever the number)
+        x = cast(x, result_type(x, exponent))
     return Pow.apply(x, p=exponent)
 
 
+def _float(x: Tensor) -> Tensor:
+    """x, with integers and bools in the default float dtype: PyTorch's float ops (exp, sqrt, true
+    division, ...) take them so, and exp of an int64 tensor is float32."""
+    return x if x.data.dtype.kind == "f" else cast(x, get_default_dtype())
+
+
 def exp(x: Tensor) -> Tensor:
-    return Exp.apply(x)
+    return Exp.apply(_float(x))
 
 
 def log(x: Tensor) -> Tensor:
-    return Log.apply(x)
+    return Log.apply(_float(x))
 
 
 def sqrt(x: Tensor) -> Tensor:
-    return Sqrt.apply(x)
+    return Sqrt.apply(_float(x))
 
 
 def tanh(x: Tensor) -> Tensor:
-    return Tanh.apply(x)
+    return Tanh.apply(_float(x))
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    return Sigmoid.apply(x)
+    return Sigmoid.apply(_float(x))
 
 
 def relu(x: Tensor) -> Tensor:
@@ -392,13 +444,15 @@ def relu(x: Tensor) -> Tensor:
 
 
 def erf(x: Tensor) -> Tensor:
-    return Erf.apply(x)
+    return Erf.apply(_float(x))
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU as torch.nn.functional.gelu: approximate="none" (exact, erf) or "tanh"."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if x.data.dtype.kind != "f":
+        raise TypeError(f"gelu: needs a floating tensor, got {x.dtype} (as PyTorch)")
     return GELU.apply(x, approximate=approximate)
 
 

@@ -78,6 +78,8 @@ class Linear(Function):
 
 
 def matmul(a: Any, b: Any) -> Tensor:
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype != b.dtype:  # PyTorch does not promote here
+        raise TypeError(f"matmul: expected both operands to have the same dtype, got {a.dtype} and {b.dtype}")
     a, b = as_operands("matmul", a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must have at least 1 dim, got shapes {a.shape} and {b.shape}")

@@ -1,9 +1,12 @@
-"""Shape ops: reshape, permute/transpose, indexing, concatenate, stack, split, broadcast_to.
+"""Shape ops: reshape (and squeeze, unsqueeze, flatten), permute/transpose, indexing (and gather),
+concatenate, stack, split, broadcast_to (and expand), clone, tril/triu.
 
 They move elements without changing them, so each backward moves the gradient
 back the way the elements came: reshape undoes a reshape, the inverse
 permutation undoes a permutation, a scatter (with addition, for repeated
 indices) undoes a gather, a split undoes a concatenation.
+
+The functions take PyTorch's names and keywords (dim) and NumPy's (axis), not both at once.
 
 Read next: matmul.py.
 """
@@ -15,8 +18,29 @@ import numpy as np
 
 from minigrad.autograd import Function, SparseGrad
 from minigrad.backend import Array, get_array_module
-from minigrad.ops.elementwise import unbroadcast
+from minigrad.ops.elementwise import unbroadcast, where
 from minigrad.tensor import Tensor, check_same_device
+
+
+def either(op: str, torch_name: str, torch_value: Any, numpy_name: str, numpy_value: Any) -> Any:
+    """One keyword given in PyTorch's spelling (dim, keepdim) or NumPy's (axis, keepdims): whichever
+    is not None; both is an error."""
+    if numpy_value is None:
+        return torch_value
+    if torch_value is not None:
+        raise TypeError(f"{op}: got both {torch_name}={torch_value!r} and {numpy_name}={numpy_value!r}; pass one")
+    return numpy_value
+
+
+def normalize_axes(op: str, axis: Any, ndim: int) -> tuple[int, ...]:
+    """`axis` (None for all, an int or a sequence of ints) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (int(axis),) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axis)
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
+    return tuple(sorted({a % max(ndim, 1) for a in axes}))
 
 
 class Reshape(Function):
@@ -116,6 +140,15 @@ class Stack(Function):
         return tuple(get_array_module(dout).moveaxis(dout, self.axis, 0))
 
 
+class Clone(Function):
+    def forward(self, x: Array) -> Array:
+        return x.copy()  # C order, whatever x's layout
+
+    # y = a copy of x  =>  dx = dout
+    def backward(self, dout: Array) -> tuple[Array]:
+        return (dout,)
+
+
 class BroadcastTo(Function):
     def forward(self, x: Array, shape: tuple[int, ...]) -> Array:
         self.in_shape = x.shape
@@ -134,6 +167,29 @@ def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
     if shape.count(-1) > 1 or (-1 not in shape and known != x.numel()) or (-1 in shape and (known == 0 or x.numel() % known)):
         raise ValueError(f"reshape: cannot view a tensor of shape {x.shape} ({x.numel()} elements) as {shape}")
     return Reshape.apply(x, shape=shape)
+
+
+def squeeze(input: Tensor, dim: Any = None) -> Tensor:
+    """Drop the size-1 dims: all of them, or those of dim (an int or a tuple) that have size 1
+    (a dim of another size stays, as in PyTorch)."""
+    dims = normalize_axes("squeeze", dim, input.ndim)
+    return reshape(input, [n for i, n in enumerate(input.shape) if not (i in dims and n == 1)])
+
+
+def unsqueeze(input: Tensor, dim: int) -> Tensor:
+    """A new dim of size 1 at position dim (-1: last) of the result."""
+    (axis,) = normalize_axes("unsqueeze", dim, input.ndim + 1)
+    return reshape(input, input.shape[:axis] + (1,) + input.shape[axis:])
+
+
+def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Dims start_dim..end_dim (both included) merged into one; a 0-d tensor becomes (1,)."""
+    if input.ndim == 0:
+        return reshape(input, (1,))
+    (start,), (end,) = normalize_axes("flatten", start_dim, input.ndim), normalize_axes("flatten", end_dim, input.ndim)
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {input.shape})")
+    return reshape(input, input.shape[:start] + (-1,) + input.shape[end + 1 :])
 
 
 def permute(x: Tensor, axes: Sequence[int]) -> Tensor:
@@ -156,25 +212,64 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     (checked on the host before they move to the device). CuPy wraps an out-of-bounds index
     around instead, and checking an index array already on a GPU would make the CPU wait for
     it, so there such an index reads a wrapped element; the strict test backend raises."""
+    index = as_index("getitem", x, index)
+    try:
+        return GetItem.apply(x, index=index)
+    except IndexError as e:
+        raise IndexError(f"getitem: {e} (tensor shape {x.shape})") from None
+
+
+def as_index(op: str, x: Tensor, index: Any) -> Any:
+    """An index into x as the array module takes it: Tensors become their arrays, lists arrays
+    on x's device, after a bounds check on the host."""
     xp = get_array_module(x.data)
     parts = index if isinstance(index, tuple) else (index,)
     converted = []
     for p in parts:
         if isinstance(p, Tensor):
-            check_same_device("getitem", (x, p))
+            check_same_device(op, (x, p))
             p = p.data
         elif isinstance(p, list):
             p = np.asarray(p)
         converted.append(p)
     bad = out_of_bounds(x.shape, converted)
     if bad:
-        raise IndexError(f"getitem: index {bad[0]} is out of bounds for axis {bad[1]} with size {bad[2]} (tensor shape {x.shape})")
+        raise IndexError(f"{op}: index {bad[0]} is out of bounds for axis {bad[1]} with size {bad[2]} (tensor shape {x.shape})")
     converted = [xp.asarray(c) if isinstance(p, list) else c for p, c in zip(parts, converted)]
-    index = tuple(converted) if isinstance(index, tuple) else converted[0]
-    try:
-        return GetItem.apply(x, index=index)
-    except IndexError as e:
-        raise IndexError(f"getitem: {e} (tensor shape {x.shape})") from None
+    return tuple(converted) if isinstance(index, tuple) else converted[0]
+
+
+def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    """As torch.gather: out[i][j][k] = input[i][index[i][j][k]][k] for dim=1 (alike for any dim);
+    index (integer, as many dims as input, no larger than input but along dim) gives out's shape.
+
+    That is input indexed with `index` along dim and with aranges along the other dims, so it is
+    GetItem, whose backward scatter-adds dout back: an element picked twice gets both gradients."""
+    if not isinstance(index, Tensor) or index.dtype.kind not in "iu":
+        raise TypeError(f"gather: index must be an integer Tensor, got {getattr(index, 'dtype', type(index).__name__)}")
+    check_same_device("gather", (input, index))
+    (axis,) = normalize_axes("gather", dim, input.ndim)
+    if index.ndim != input.ndim or any(m > n for d, (m, n) in enumerate(zip(index.shape, input.shape)) if d != axis):
+        raise ValueError(f"gather: index of shape {index.shape} does not fit input of shape {input.shape} along dim {dim}")
+    ids = index.data
+    # bounds checked for host arrays only: on a GPU the check would make the CPU wait (see getitem)
+    if isinstance(ids, np.ndarray) and ids.size and (ids.min() < 0 or ids.max() >= input.shape[axis]):
+        bad = ids[(ids < 0) | (ids >= input.shape[axis])].flat[0]
+        raise IndexError(f"gather: index {bad} is out of bounds for dim {dim} with size {input.shape[axis]}")
+    xp = get_array_module(input.data)
+    grid = [xp.arange(m).reshape((m,) + (1,) * (index.ndim - 1 - d)) for d, m in enumerate(index.shape)]
+    grid[axis] = ids  # (B, T, k) along dim, aranges (B, 1, 1), (1, T, 1) ... broadcast along the others
+    return GetItem.apply(input, index=tuple(grid))
+
+
+def nonzero(input: Tensor, *, as_tuple: bool = False) -> Any:
+    """The int64 indices (n, ndim) of the n elements that are not zero, in row-major order; with
+    as_tuple, ndim index arrays of shape (n,) instead. No gradient. On a GPU the CPU waits for the
+    count n."""
+    found = get_array_module(input.data).argwhere(input.data).astype(np.int64)  # (n, ndim)
+    if as_tuple:
+        return tuple(Tensor._make(found[:, d], False) for d in range(max(input.ndim, 1)))
+    return Tensor._make(found, False)
 
 
 def out_of_bounds(shape: tuple[int, ...], parts: Sequence[Any]) -> tuple[int, int, int] | None:
@@ -208,23 +303,27 @@ def _same_dtype(op: str, tensors: Sequence[Tensor]) -> list[Tensor]:
     return tensors
 
 
-def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+def concatenate(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None = None) -> Tensor:
+    """The tensors joined along dim (0 by default): torch.cat."""
     tensors = _same_dtype("concatenate", tensors)
-    return Concatenate.apply(*tensors, axis=axis)
+    return Concatenate.apply(*tensors, axis=either("cat", "dim", dim, "axis", axis) or 0)
 
 
-cat = concatenate
+cat = concat = concatenate
 
 
-def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+def stack(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None = None) -> Tensor:
+    """The tensors, all of one shape, stacked along a new dim (0 by default)."""
     tensors = _same_dtype("stack", tensors)
     if any(t.shape != tensors[0].shape for t in tensors):
         raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
-    return Stack.apply(*tensors, axis=axis)
+    return Stack.apply(*tensors, axis=either("stack", "dim", dim, "axis", axis) or 0)
 
 
-def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
-    """PyTorch's split: chunks of one size (the last may be smaller), or a list of sizes."""
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int | None = None, *,
+          axis: int | None = None) -> list[Tensor]:
+    """PyTorch's split along dim (0 by default): chunks of one size (the last may be smaller), or a list of sizes."""
+    axis = either("split", "dim", dim, "axis", axis) or 0
     n = x.shape[axis]
     if isinstance(split_size_or_sections, int):
         if split_size_or_sections <= 0:
@@ -244,3 +343,45 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0)
 
 def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     return BroadcastTo.apply(x, shape=tuple(shape))
+
+
+def expand(input: Tensor, *sizes: Any) -> Tensor:
+    """input broadcast to `sizes` (given as ints or one sequence), as Tensor.expand: -1 keeps a dim's
+    size; new dims may be added in front (not as -1)."""
+    sizes = tuple(sizes[0]) if len(sizes) == 1 and not isinstance(sizes[0], int) else sizes
+    lead = len(sizes) - input.ndim
+    if lead < 0 or any(s == -1 for s in sizes[:lead]):
+        raise ValueError(f"expand: cannot expand shape {input.shape} to {sizes}")
+    shape = [n if s == -1 else s for s, n in zip(sizes, (None,) * lead + input.shape)]
+    return broadcast_to(input, shape)
+
+
+def clone(input: Tensor) -> Tensor:
+    """A copy of input, in the graph (the gradient flows through to input)."""
+    return Clone.apply(input)
+
+
+def contiguous(input: Tensor) -> Tensor:
+    """input itself if its elements lie in row-major order already, else a copy that does (in the graph)."""
+    return input if input.data.flags.c_contiguous else Clone.apply(input)
+
+
+def tril(input: Tensor, diagonal: int = 0) -> Tensor:
+    """The elements on and below the diagonal (shifted up by `diagonal`) of the last two dims, zeros
+    elsewhere: where(mask, input, 0), so the gradient flows to the elements kept."""
+    return _triangle(input, diagonal, lower=True)
+
+
+def triu(input: Tensor, diagonal: int = 0) -> Tensor:
+    """The elements on and above the diagonal (shifted up by `diagonal`) of the last two dims, zeros elsewhere."""
+    return _triangle(input, diagonal, lower=False)
+
+
+def _triangle(x: Tensor, diagonal: int, lower: bool) -> Tensor:
+    if x.ndim < 2:
+        raise ValueError(f"{'tril' if lower else 'triu'}: needs at least 2 dims, got shape {x.shape}")
+    xp = get_array_module(x.data)
+    n, m = x.shape[-2:]
+    below = xp.tri(n, m, diagonal if lower else diagonal - 1, dtype=bool)  # (n, m): j <= i + k
+    zero = Tensor._make(xp.zeros((), dtype=x.dtype), False)
+    return where(Tensor._make(below if lower else ~below, False), x, zero)

@@ -5,20 +5,34 @@ simple.cross_entropy): composed from max, exp, sum, log and indexing, they keep
 every intermediate array for backward. The fused forms keep one (N, V) array
 each and have short backwards, derived below.
 
-Shapes: x, y, dout (..., V) with the softmax taken over `axis` (default last);
-cross_entropy takes logits (N, V) and integer targets (N,).
+cross_entropy takes PyTorch's arguments (a weight per class, ignore_index,
+reduction, label smoothing) and layouts; what it shares with the other losses
+(reductions, layouts, the weight of each target) is in loss.py.
 
-Read next: layernorm.py.
+Shapes: x, y, dout (..., V) with the softmax taken over `dim` (default last);
+CrossEntropy takes logits (N, V) and integer targets (N,) (C = V classes).
+
+Read next: activation.py.
 """
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from minigrad.autograd import Function
 from minigrad.backend import Array, get_array_module
-from minigrad.tensor import Tensor, check_same_device
+from minigrad.ops.elementwise import cast
+from minigrad.ops.loss import (
+    as_target,
+    check_class_targets,
+    check_reduction,
+    class_weight,
+    classes_last,
+    mean_divisor,
+    reduce,
+    target_weights,
+)
+from minigrad.ops.shape import either
+from minigrad.tensor import Tensor
 
 
 def _log_sum_exp(x: Array, axis: int) -> tuple[Array, Array]:
@@ -59,63 +73,99 @@ class LogSoftmax(Function):
 
 
 class CrossEntropy(Function):
-    def forward(self, logits: Array, targets: Array, ignore_index: int, label_smoothing: float) -> Array:
+    def forward(self, logits: Array, target: Array, weight: Array | None, ignore_index: int,
+                label_smoothing: float, reduction: str) -> Array:
         xp = get_array_module(logits)
-        n, v = logits.shape
-        used = targets != ignore_index  # (N,)
-        in_range = (targets >= 0) & (targets < v)  # (N,) checked on the host; on a GPU a bad target gives NaN
-        ok = used & in_range
-        safe = xp.where(ok, targets, 0)  # ignored rows read class 0, then get weight 0
-        shifted, lse = _log_sum_exp(logits, axis=1)  # (N, V), (N, 1)
-        logp_target = shifted[xp.arange(n), safe] - lse[:, 0]  # (N,)
-        count = ok.sum(dtype=logits.dtype)  # stays on the device: reading it would make the CPU wait for the GPU
-        self.weight = ok.astype(logits.dtype) / xp.maximum(count, 1)  # (N,) 1/count or 0
-        self.p, self.safe, self.eps = xp.exp(shifted - lse), safe, label_smoothing  # softmax (N, V)
-        if label_smoothing:  # the target is (1 - eps) onehot(t) + eps / V: mix in the mean log p
-            logp_mean = shifted.mean(axis=1) - lse[:, 0]  # (N,) (1/V) sum_v log p_v
-            logp_target = (1 - label_smoothing) * logp_target + label_smoothing * logp_mean
-        loss = -(logp_target * self.weight).sum()
-        undefined = (count == 0) | (used & ~in_range).any()  # a mean over no targets is NaN, as in PyTorch
-        return loss + xp.where(undefined, xp.nan, 0.0).astype(loss.dtype)
+        n, c = logits.shape
+        eps = label_smoothing
+        used = target != ignore_index  # (N,)
+        safe, w_t = target_weights(target, c, weight, ignore_index, logits.dtype)  # (N,) ids to read, their weights
+        shifted, lse = _log_sum_exp(logits, axis=1)  # (N, C), (N, 1)
+        # log p of each row's target; an ignored row reads class 0, which may be -inf: replace it before
+        # it meets its weight 0 (0 * -inf is NaN)
+        logp_target = xp.where(used, shifted[xp.arange(n), safe] - lse[:, 0], 0)  # (N,)
+        loss = -w_t * logp_target  # (N,)
+        if eps:  # the target is (1 - eps) onehot + eps / C: mix in -sum_c w_c log p_c, over the classes
+            if weight is None:
+                w_logp = shifted.sum(axis=1) - c * lse[:, 0]  # (N,) sum_c log p_c
+            else:
+                w_logp = shifted @ weight - weight.sum() * lse[:, 0]  # (N,) sum_c w_c log p_c
+            loss = (1 - eps) * loss - (eps / c) * xp.where(used, w_logp, 0)
+        if reduction == "mean":
+            total = mean_divisor(w_t)  # sum of the kept targets' weights (their number, without weights)
+            self.scale = used / total  # (N,) d(mean)/d(loss_n)
+            out = loss.sum() / total
+        else:
+            self.scale = used.astype(logits.dtype)
+            out = loss if reduction == "none" else loss.sum()
+        self.p, self.safe, self.w_t, self.weight, self.eps = xp.exp(shifted - lse), safe, w_t, weight, eps  # p: (N, C)
+        return out
 
-    # loss = -(1/count) sum_n sum_v q_nv log softmax(logits_n)_v over rows n with t_n != ignore_index,
-    # q_n = (1 - eps) onehot(t_n) + eps / V  (q_n = onehot(t_n) without label smoothing).
-    # From log_softmax's backward with dout = -q_n / count, and sum_v q_nv = 1:
-    #   dlogits_n = (p_n - q_n) / count   (0 for ignored rows),  times the scalar dout
+    # Each kept row n (t_n != ignore_index) has the target distribution q_n, times the classes' weights w
+    # (w = 1 without weights):
+    #   q_nv = (1 - eps) w_{t_n} onehot(t_n)_v + (eps / C) w_v,    loss_n = -sum_v q_nv log softmax(logits_n)_v
+    # From log_softmax's backward with dout = -q_n:
+    #   dlogits_n = (sum_v q_nv) p_n - q_n,    sum_v q_nv = (1 - eps) w_{t_n} + (eps / C) sum_v w_v  (1 without weights)
+    # times the row's share of the output: dout (sum), dout_n (none), dout / sum_n w_{t_n} (mean); 0 if ignored.
     def backward(self, dout: Array) -> tuple[Array]:
         xp = get_array_module(self.p)
-        dlogits = self.p - self.eps / self.p.shape[1] if self.eps else self.p.copy()
-        dlogits[xp.arange(dlogits.shape[0]), self.safe] -= 1 - self.eps
-        dlogits *= (self.weight * dout)[:, None]
+        p, eps, w, w_t = self.p, self.eps, self.weight, self.w_t
+        n, c = p.shape
+        if w is None:  # sum_v q_nv = 1
+            dlogits = p - eps / c if eps else p.copy()
+        else:
+            dlogits = p * ((1 - eps) * w_t + (eps / c) * w.sum())[:, None]
+            if eps:
+                dlogits -= (eps / c) * w
+        dlogits[xp.arange(n), self.safe] -= (1 - eps) * w_t
+        dlogits *= (self.scale * dout)[:, None]
         return (dlogits,)
 
 
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return Softmax.apply(x, axis=axis)
+def softmax(input: Tensor, dim: int | None = None, *, dtype: Any = None, axis: int | None = None) -> Tensor:
+    """e^x / sum(e^x) along `dim` (or NumPy's `axis`; the last by default); `dtype` casts the input first."""
+    x = input if dtype is None else cast(input, dtype)
+    dim = either("softmax", "dim", dim, "axis", axis)
+    return Softmax.apply(x, axis=-1 if dim is None else dim)
 
 
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return LogSoftmax.apply(x, axis=axis)
+def log_softmax(input: Tensor, dim: int | None = None, *, dtype: Any = None, axis: int | None = None) -> Tensor:
+    """x - log sum(e^x) along `dim` (or NumPy's `axis`; the last by default); `dtype` casts the input first."""
+    x = input if dtype is None else cast(input, dtype)
+    dim = either("log_softmax", "dim", dim, "axis", axis)
+    return LogSoftmax.apply(x, axis=-1 if dim is None else dim)
 
 
-def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
-    """Mean negative log-likelihood of `targets` (N,) under softmax(`logits` (N, V)),
-    skipping rows whose target is ignore_index. label_smoothing = eps trains towards
-    (1 - eps) onehot + eps / V, as PyTorch."""
-    t = targets if isinstance(targets, Tensor) else Tensor(targets)
-    check_same_device("cross_entropy", (logits, t))
-    if logits.ndim != 2 or t.shape != (logits.shape[0],):
-        raise ValueError(
-            f"cross_entropy: expected logits (N, V) and targets (N,), got {logits.shape} and {t.shape}; "
-            "flatten with logits.reshape(-1, V) and targets.reshape(-1)"
-        )
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: targets must be integer class ids, got {t.dtype}")
+def cross_entropy(input: Tensor, target: Any, weight: Any = None, *, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """-log softmax(input)[target] per row, as torch.nn.functional.cross_entropy: input holds logits
+    (N, C), (N, C, d1, ...) or (C,) (see loss.classes_last); target the class ids (N,), (N, d1, ...)
+    or (), or class probabilities of input's shape. weight (C,) weighs each class; rows whose target
+    is ignore_index count for nothing; label_smoothing = eps trains towards (1 - eps) target + eps / C.
+    'mean' divides by the summed weights of the kept targets (class ids) or by N * d1 * ... (probabilities)."""
+    check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    td = t.data
-    if isinstance(td, np.ndarray):  # on the host: free to check (on a GPU, see CrossEntropy.forward)
-        bad = (td != ignore_index) & ((td < 0) | (td >= logits.shape[1]))
-        if bad.any():
-            raise IndexError(f"cross_entropy: target {td[bad][0]} is out of range for {logits.shape[1]} classes")
-    return CrossEntropy.apply(logits, targets=td, ignore_index=ignore_index, label_smoothing=float(label_smoothing))
+    t = as_target("cross_entropy", target, input)
+    if t.dtype.kind == "f" and t.shape == input.shape:
+        if ignore_index != -100:
+            raise ValueError("cross_entropy: ignore_index applies to class-id targets, not to probabilities")
+        return _cross_entropy_probabilities(input, t, weight, reduction, label_smoothing)
+    x, ids, shape = classes_last("cross_entropy", input, t)  # (M, C), (M,)
+    c = x.shape[1]
+    check_class_targets("cross_entropy", ids, c, ignore_index)
+    loss = CrossEntropy.apply(x, target=ids, weight=class_weight("cross_entropy", weight, input, c),
+                              ignore_index=ignore_index, label_smoothing=float(label_smoothing), reduction=reduction)
+    return loss.reshape(shape) if reduction == "none" else loss
+
+
+def _cross_entropy_probabilities(input: Tensor, target: Tensor, weight: Any, reduction: str, eps: float) -> Tensor:
+    """-sum_c w_c q_c log softmax(input)_c with q = (1 - eps) target + eps / C, over the class dim (dim 1,
+    or 0 for a (C,) input); 'mean' averages over the rows. Composed of log_softmax, arithmetic and sum."""
+    dim = 1 if input.ndim > 1 else 0
+    c = input.shape[dim]
+    q = target if not eps else (1 - eps) * target + eps / c  # (N, C, d1, ...)
+    w = class_weight("cross_entropy", weight, input, c)
+    if w is not None:
+        q = q * w.reshape((c,) + (1,) * (input.ndim - dim - 1))  # w along the class dim
+    return reduce(-(log_softmax(input, dim) * q).sum(dim), reduction)

@@ -1,15 +1,18 @@
 """Adam and AdamW, as torch.optim.Adam and torch.optim.AdamW.
 
-Each step t, on a group's flat buffers (p, g, first moment m, second moment v):
+Each step, on a stretch of a group's flat buffers (p, g, first moment m, second moment v)
+whose parameters take their t-th step (each parameter counts its own, see optimizer.py):
 
     m = beta1 * m + (1 - beta1) * g
     v = beta2 * v + (1 - beta2) * g^2
     p = p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
-The bias corrections undo the pull of m and v towards their zero start. Weight
-decay differs: Adam adds weight_decay * p to g (an L2 penalty that then gets
-rescaled by v), AdamW shrinks p by lr * weight_decay * p before the step
-("decoupled", Loshchilov & Hutter), which is what GPT training uses.
+The bias corrections undo the pull of m and v towards their zero start: at t = 1 the
+step is lr * g / (|g| + eps), about lr, whenever the parameter starts. Weight decay
+differs: Adam adds weight_decay * p to g (an L2 penalty that then gets rescaled by v),
+AdamW shrinks p by lr * weight_decay * p before the step ("decoupled", Loshchilov &
+Hutter), which is what GPT training uses; `decoupled_weight_decay=True` makes Adam
+AdamW, as in PyTorch.
 
 Read next: lr_scheduler.py.
 """
@@ -21,11 +24,17 @@ from typing import Any, Iterable
 from minigrad.backend import get_array_module
 from minigrad.optim.optimizer import Optimizer
 
+# PyTorch's switches that change no arithmetic here: accepted, and kept in param_groups as PyTorch keeps them
+_SWITCHES = {"amsgrad": False, "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
+             "fused": None}
+
 
 class Adam(Optimizer):
-    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, **_SWITCHES,
+                "decoupled_weight_decay": False}
+    unsupported = ("amsgrad", "maximize", "capturable", "differentiable")
     state_names = ("exp_avg", "exp_avg_sq")
-    decoupled = False
+    step_in_state = True
 
     def __init__(self, params: Iterable[Any], **hyper: Any) -> None:
         super().__init__(params, **hyper)
@@ -36,10 +45,10 @@ class Adam(Optimizer):
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {hyper['betas']}")
 
-    def update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
         xp = get_array_module(p)
-        lr, (b1, b2), eps, wd, t = group["lr"], group["betas"], group["eps"], group["weight_decay"], self.step_count
-        if wd and self.decoupled:
+        lr, (b1, b2), eps, wd, t = group["lr"], group["betas"], group["eps"], group["weight_decay"], step
+        if wd and group["decoupled_weight_decay"]:
             p *= 1 - lr * wd
         elif wd:
             grad = grad + wd * p
@@ -60,5 +69,6 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2}
-    decoupled = True
+    """Adam with decoupled weight decay, 0.01 by default, as torch.optim.AdamW."""
+
+    defaults = {**Adam.defaults, "weight_decay": 1e-2, "decoupled_weight_decay": True}
