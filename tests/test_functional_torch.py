@@ -311,3 +311,12 @@ def test_module_forms_match_torch(device):
     for ours, theirs, inputs in pairs:
         run_both(inputs, ours, theirs, device)
     assert repr(layers.Softplus(2.0, 5.0)) == repr(torch.nn.Softplus(2.0, 5.0))
+
+
+def test_nn_functional_is_functional_under_pytorchs_path():
+    import minigrad
+    import minigrad.nn.functional as nnF
+    from minigrad import functional
+
+    assert minigrad.nn.functional.softmax is functional.softmax and nnF.cross_entropy is functional.cross_entropy
+    assert set(nnF.__all__) == set(functional.__all__)

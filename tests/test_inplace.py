@@ -177,3 +177,19 @@ def test_a_write_into_a_view_while_recording_is_refused_not_silently_lost():
     row = h[0]
     with pytest.raises(RuntimeError, match="view of another tensor"):
         row += x[1]
+
+
+def test_an_optimizer_step_between_forward_and_backward_is_pytorchs_error():
+    """step() writes the parameters in place; a graph that saved them (Linear saves its weight) must not
+    backward through the new values: PyTorch raises, and so does minigrad (before, a wrong gradient)."""
+    model = minigrad.nn.Linear(3, 2)
+    opt = minigrad.optim.SGD(model.parameters(), lr=0.1)
+    loss = model(minigrad.randn(4, 3)).pow(2).sum()
+    loss.backward(retain_graph=True)
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation: Linear saved w"):
+        loss.backward()
+    opt.zero_grad()
+    loss = model(minigrad.randn(4, 3)).pow(2).sum()  # a graph recorded after the step backwards as usual
+    loss.backward()
+    assert model.weight.grad is not None

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from minigrad.autograd import bump_version
 from minigrad.backend import backend_of_array, get_array_module, to_device
 from minigrad.speed import chunks
 from minigrad.tensor import Tensor
@@ -256,10 +257,13 @@ class Optimizer:
         self.step_count += 1
         for g in self.param_groups:
             g.sync()
-            for stretch, t in g.count_step():
+            stretches = g.count_step()
+            for stretch, t in stretches:
                 flat, grad, state = g.flat[stretch], g.grad[stretch], {n: a[stretch] for n, a in g.state.items()}
                 for s in chunks(flat):  # cache-sized pieces: the rule's dozen passes stay in cache
                     self.update(flat[s], grad[s], {n: a[s] for n, a in state.items()}, g, t)
+            if stretches:  # the parameters changed in place: a graph that saved them can no longer backward
+                bump_version(g.flat)
         return loss
 
     def update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any], step: int) -> None:
