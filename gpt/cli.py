@@ -1,5 +1,9 @@
 """The command line: `python -m gpt train | sample | export | bench | plot`.
 
+train and sample run train.py and sample.py; export writes a checkpoint as a Hugging Face GPT-2
+directory (hf.py), which transformers and `sample --pretrained` read; bench and plot are bench.py
+and plot.py.
+
 Every field of TrainConfig and GPTConfig is a flag (`--n_layer 6`, `--no-progress`);
 `--config FILE` reads the same names from JSON or TOML, at the top level or in
 [train] and [model] sections (flags win over the file, the file over the
@@ -11,7 +15,7 @@ resume, and exits with 130 or 143 (128 + the signal's number), as shells do.
 On the CPU, matrix products run on one thread per core idle at the start
 (`--threads N` chooses); no flag may be abbreviated (`--max_iter` is an error).
 
-Read next: bench.py and plot.py, the tools behind `bench` and `plot`.
+Read next: bench.py, then plot.py: the tools behind `bench` and `plot`.
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ from the Hub (nothing is fetched), PyTorch's `pytorch_model.bin` pickles,
 sharded checkpoints, and GPT-2 variants with untied heads or other attention
 scalings. Tokenizer files (vocab.json, merges.txt) are gpt/tokenizer.py's.
 
-Read next: tokenizer.py (BPETokenizer.from_pretrained), lora.py in minigrad.nn.
+Read next: minigrad/nn/lora.py (fine-tuning the weights loaded here); the tokenizer files are
+tokenizer.py's (BPETokenizer.from_pretrained).
 """
 from __future__ import annotations
 

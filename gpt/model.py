@@ -1,15 +1,16 @@
 """The GPT-2 model on minigrad: embeddings, pre-LayerNorm transformer blocks, a tied LM head.
 
-Shape legend: B batch, T time (sequence length), C channels (n_embd),
-H heads (n_head), Hkv key/value heads (n_kv_head, H by default), G = H / Hkv query heads per
-key/value head, hs head size (C / H), V vocabulary size.
+Shapes, in the project's legend (docs/glossary.md): B batch, T time (sequence length), C channels
+(n_embd), H heads (n_head), Hkv key/value heads (n_kv_head, H by default), G = H / Hkv query heads
+per key/value head, D head size (C = H D; nanoGPT's hs), V vocabulary size; with a KV cache the keys
+number T_past + T.
 
 Parameter names and layouts are nanoGPT's (`transformer.h.0.attn.c_attn.weight`
 is (3C, C)), so a nanoGPT state dict maps one to one. GPT-2's own checkpoints
 (Hugging Face layout, Conv1D weights transposed) load with GPT.from_pretrained,
 through gpt/hf.py.
 
-Read next: tokenizer.py, data.py, train.py.
+Read next: tokenizer.py, then data.py and train.py.
 """
 from __future__ import annotations
 
@@ -60,21 +61,21 @@ class GPTConfig:
 
 
 def repeat_kv(x: Tensor, groups: int) -> Tensor:
-    """(B, Hkv, T, hs) -> (B, Hkv * groups, T, hs): each key/value head repeated for the `groups`
+    """(B, Hkv, T, D) -> (B, Hkv * groups, T, D): each key/value head repeated for the `groups`
     query heads that share it (query head h reads key/value head h // groups, as Llama's repeat_kv
     and torch's repeat_interleave). Broadcasting's backward sums over the copies, so a shared
     head's gradient is the sum of what its group's query heads send back."""
     if groups == 1:
         return x
-    B, Hkv, T, hs = x.shape
-    x = F.broadcast_to(x.reshape(B, Hkv, 1, T, hs), (B, Hkv, groups, T, hs))  # a view, no copy yet
-    return x.reshape(B, Hkv * groups, T, hs)  # (B, H, T, hs)
+    B, Hkv, T, D = x.shape
+    x = F.broadcast_to(x.reshape(B, Hkv, 1, T, D), (B, Hkv, groups, T, D))  # a view, no copy yet
+    return x.reshape(B, Hkv * groups, T, D)  # (B, H, T, D)
 
 
 class CausalSelfAttention(nn.Module):
     """Causal self-attention with H query heads and Hkv key/value heads. Hkv = H is GPT-2's
     multi-head attention; Hkv < H (grouped-query, Hkv = 1 multi-query) keeps fewer keys and values,
-    so c_attn has C + 2 Hkv hs outputs and the KV cache shrinks by H / Hkv."""
+    so c_attn has C + 2 Hkv D outputs and the KV cache shrinks by H / Hkv."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -87,22 +88,22 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
         B, T, C = x.shape
-        H, Hkv, hs = self.n_head, self.n_kv_head, C // self.n_head
+        H, Hkv, D = self.n_head, self.n_kv_head, C // self.n_head
         # As nanoGPT writes it; one reshape and permute of all of c_attn's outputs at once takes
         # fewer ops but measured no faster (forward + backward at both bench sizes, within 4%).
-        q, k, v = self.c_attn(x).split([C, Hkv * hs, Hkv * hs], axis=2)  # (B, T, C), (B, T, Hkv hs) x 2
-        q = q.view(B, T, H, hs).transpose(1, 2)  # (B, H, T, hs)
-        k = k.view(B, T, Hkv, hs).transpose(1, 2)  # (B, Hkv, T, hs)
-        v = v.view(B, T, Hkv, hs).transpose(1, 2)  # (B, Hkv, T, hs)
+        q, k, v = self.c_attn(x).split([C, Hkv * D, Hkv * D], axis=2)  # (B, T, C), (B, T, Hkv D) x 2
+        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
         if cache is not None:  # sampling: prepend the keys and values of earlier positions
             if "k" in cache:
-                k = F.cat([cache["k"], k], axis=2)  # (B, Hkv, T_past + T, hs)
+                k = F.cat([cache["k"], k], axis=2)  # (B, Hkv, T_past + T, D)
                 v = F.cat([cache["v"], v], axis=2)
             cache["k"], cache["v"] = k, v  # only Hkv heads: the cache is H / Hkv times smaller
-        k, v = repeat_kv(k, H // Hkv), repeat_kv(v, H // Hkv)  # (B, H, T_past + T, hs)
+        k, v = repeat_kv(k, H // Hkv), repeat_kv(v, H // Hkv)  # (B, H, T_past + T, D)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, hs)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, H, hs) -> (B, T, C): heads side by side again
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, D)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, H, D) -> (B, T, C): heads side by side again
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
 

@@ -7,7 +7,7 @@ attention weights, query position down, key position across: the alignment
 pictures of the transformer literature, with one colour bar. The causal mask
 shows as the empty upper triangle; spaces in the tick labels show as ␣.
 
-This is the last file of the tour.
+Read next: minigrad/extras.py (how an optional package such as matplotlib is asked for).
 """
 from __future__ import annotations
 
@@ -90,13 +90,13 @@ def attention_weights(model: Any, ids: list[int]) -> list[np.ndarray]:
     c_attn catches as the model runs."""
     cfg, weights = model.config, []
     C, H = cfg.n_embd, cfg.n_head
-    hs, Hkv = C // H, cfg.n_kv_head or H
+    D, Hkv = C // H, cfg.n_kv_head or H
 
     def record(c_attn: Any, inputs: Any, qkv: Any) -> None:
-        a = qkv.numpy()[0]  # (T, C + 2 Hkv hs): q, k, v side by side
-        q = a[:, :C].reshape(-1, H, hs).transpose(1, 0, 2)  # (H, T, hs)
-        k = a[:, C : C + Hkv * hs].reshape(-1, Hkv, hs).transpose(1, 0, 2).repeat(H // Hkv, axis=0)  # (H, T, hs)
-        s = q @ k.transpose(0, 2, 1) / np.sqrt(hs)  # (H, T, T)
+        a = qkv.numpy()[0]  # (T, C + 2 Hkv D): q, k, v side by side
+        q = a[:, :C].reshape(-1, H, D).transpose(1, 0, 2)  # (H, T, D)
+        k = a[:, C : C + Hkv * D].reshape(-1, Hkv, D).transpose(1, 0, 2).repeat(H // Hkv, axis=0)  # (H, T, D)
+        s = q @ k.transpose(0, 2, 1) / np.sqrt(D)  # (H, T, T)
         s[:, np.triu(np.ones(s.shape[1:], dtype=bool), 1)] = -np.inf  # query i sees keys j <= i
         e = np.exp(s - s.max(axis=-1, keepdims=True))
         weights.append(e / e.sum(axis=-1, keepdims=True))

@@ -16,7 +16,7 @@ tokens as long as prompt + generated tokens fit in block_size.
 `stream` yields each token as it is drawn (the CLI prints text as it comes);
 `generate` collects them.
 
-Read next: cli.py.
+Read next: hf.py (GPT-2's own weights), then minigrad/nn/lora.py (fine-tuning them).
 """
 from __future__ import annotations
 

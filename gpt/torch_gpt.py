@@ -30,10 +30,10 @@ class TorchAttention(tnn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        H, Hkv, hs = self.n_head, self.n_kv_head, C // self.n_head
-        q, k, v = self.c_attn(x).split([C, Hkv * hs, Hkv * hs], dim=2)
-        q = q.reshape(B, T, H, hs).transpose(1, 2)
-        k, v = (t.reshape(B, T, Hkv, hs).transpose(1, 2).repeat_interleave(H // Hkv, dim=1) for t in (k, v))
+        H, Hkv, D = self.n_head, self.n_kv_head, C // self.n_head
+        q, k, v = self.c_attn(x).split([C, Hkv * D, Hkv * D], dim=2)
+        q = q.reshape(B, T, H, D).transpose(1, 2)
+        k, v = (t.reshape(B, T, Hkv, D).transpose(1, 2).repeat_interleave(H // Hkv, dim=1) for t in (k, v))
         y = TF.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 

@@ -1,17 +1,25 @@
 """minigrad: a tensor autograd engine on NumPy (CPU) and CuPy (GPU) with every backward written by hand.
 
-Reading order: tensor.py, autograd.py (the graph), simple.py (the fused ops the simple
-way), ops/ (each op's forward and backward), functional.py, nn/, optim/, gradcheck.py,
-backend.py (where arrays live), testing/fakegpu.py, and speed.py last.
+Reading order: tensor.py, creation.py, autograd.py (the graph), simple.py (the fused ops the
+simple way), ops/ (each op's forward beside its backward, and after ops/setitem.py the in-place
+writes of inplace.py), functional.py, nn/, optim/, serialization.py, utils/data.py, gradcheck.py,
+backend.py (where arrays live), testing/fakegpu.py; then the GPT, gpt/model.py onwards; then
+extras.py, distributed.py, as_torch.py, speed.py (the speed tricks, last), and the learner's
+tools: viz.py and graph_layout.py (the graph as a picture), exercises/ (write each backward yourself).
+Each file ends by naming the next ("Read next:"); tests/test_reading_order.py checks that the
+chain reaches every file once. Shape letters and words: docs/glossary.md; every backward's
+math: docs/derivations.md.
 
 The names here are PyTorch's (creation functions, dtypes, devices, torch.X math functions), each
 pointing at the op or function where it is written, so that code written for PyTorch's core API
 runs with `import minigrad as torch`.
-"""
-import math
-from types import SimpleNamespace
 
-import numpy as np
+Read next: tensor.py.
+"""
+import math as _math
+from types import SimpleNamespace as _Namespace
+
+import numpy as _np
 
 from minigrad import functional
 from minigrad.autograd import is_grad_enabled, no_grad
@@ -73,6 +81,7 @@ from minigrad.ops.shape import (
 from minigrad.ops.softmax import log_softmax, softmax
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.serialization import load, save
+from minigrad.speed import is_plain, plain, set_plain
 from minigrad import nn, optim, utils
 
 __version__ = "0.1.0"  # as in pyproject.toml
@@ -83,21 +92,21 @@ isnan, isinf, isfinite, equal, allclose = Tensor.isnan, Tensor.isinf, Tensor.isf
 numel, is_floating_point, masked_fill = Tensor.numel, Tensor.is_floating_point, Tensor.masked_fill
 
 # dtypes as PyTorch names them. They are NumPy dtypes, so `t.dtype == minigrad.float32`.
-float32 = float = np.dtype("float32")
-float64 = double = np.dtype("float64")
-float16 = half = np.dtype("float16")
-int64 = long = np.dtype("int64")
-int32 = int = np.dtype("int32")
-int16 = short = np.dtype("int16")
-int8 = np.dtype("int8")
-uint8 = np.dtype("uint8")
-bool = np.dtype("bool")
+float32 = float = _np.dtype("float32")
+float64 = double = _np.dtype("float64")
+float16 = half = _np.dtype("float16")
+int64 = long = _np.dtype("int64")
+int32 = int = _np.dtype("int32")
+int16 = short = _np.dtype("int16")
+int8 = _np.dtype("int8")
+uint8 = _np.dtype("uint8")
+bool = _np.dtype("bool")
 
-pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
+pi, e, inf, nan = _math.pi, _math.e, _math.inf, _math.nan
 
 inference_mode = no_grad  # no graph recorded: all that inference mode means here
-cuda = SimpleNamespace(is_available=cuda_is_available, device_count=cuda_device_count)  # torch.cuda's questions
-backends = SimpleNamespace(mps=SimpleNamespace(is_available=lambda: False))  # no Apple GPU backend
+cuda = _Namespace(is_available=cuda_is_available, device_count=cuda_device_count)  # torch.cuda's questions
+backends = _Namespace(mps=_Namespace(is_available=lambda: False))  # no Apple GPU backend
 
 
 def __getattr__(name: str) -> object:
@@ -119,7 +128,8 @@ __all__ = [
     "isnan", "isinf", "isfinite", "equal", "allclose", "numel", "is_floating_point",
     "float32", "float", "float64", "double", "float16", "half", "int64", "long", "int32", "int",
     "int16", "short", "int8", "uint8", "bool", "pi", "e", "inf", "nan",
-    "result_type", "promote_types", "can_cast", "no_grad", "inference_mode", "is_grad_enabled", "cuda", "backends",
+    "result_type", "promote_types", "can_cast", "no_grad", "inference_mode", "is_grad_enabled",
+    "set_plain", "plain", "is_plain", "cuda", "backends",
     "get_array_module", "available_devices", "set_default_device", "get_default_device",
     "set_default_dtype", "get_default_dtype",
     "save", "load", "functional", "nn", "optim", "utils", "gradcheck", "GradcheckError",

@@ -16,6 +16,8 @@ attributes raise the error above. The script then runs as `python SCRIPT ARGS...
 `python -m minigrad.as_torch -m PACKAGE.MODULE [ARGS...]` runs a module as `python -m` does.
 
 In a notebook, `import minigrad.as_torch; minigrad.as_torch.install()` before `import torch`.
+
+Read next: speed.py, the speed tricks, last.
 """
 from __future__ import annotations
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from minigrad.backend import Array
+from minigrad.speed import is_plain
 
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
@@ -72,7 +73,8 @@ class Function:
        allocated, never an input, an output, or a view of either (LayerNorm without
        a weight returns xhat itself). A saved array may be reused when reuse_saved is
        True: backward runs for the last time and the graph is freed right after (no
-       retain_graph), so nobody reads the saved array again."""
+       retain_graph), so nobody reads the saved array again. Plain mode (speed.py)
+       keeps it False."""
 
     edges: tuple[Function | Tensor | None, ...] | None  # per input: its Function, itself if a leaf, None if no grad
     input_specs: tuple[tuple[tuple[int, ...], Any, type], ...]  # per input: (shape, dtype, array type), for checks
@@ -201,7 +203,7 @@ def _run_backward(fn: Function, dout: Array, retain_graph: bool) -> tuple[Array 
     kept = fn.retained_output() if fn.retained_output is not None else None
     if kept is not None:
         kept._accumulate_grad(dout)
-    fn.reuse_saved = not retain_graph
+    fn.reuse_saved = not retain_graph and not is_plain()
     in_grads = tuple(np.asarray(g) if isinstance(g, np.generic) else g for g in fn._backward(dout))
     for spec, g in zip(fn.input_specs, in_grads):
         if g is not None:

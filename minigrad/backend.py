@@ -9,7 +9,7 @@ host and device behind your back; `to_device` is the only door.
 Leaves out: anything done only for speed (allocator settings, cache-sized pieces):
 speed.py, the last stop of the tour.
 
-Read next: testing/fakegpu.py, then speed.py.
+Read next: testing/fakegpu.py, then the GPT: gpt/model.py.
 """
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ MPI is imported only when the process was started by mpiexec, so mpi4py stays op
 Left out: overlapping the allreduce with the backward pass (PyTorch's DDP does it bucket by
 bucket), sharding optimizer state (ZeRO), and surviving a failed rank: one failure ends the job.
 
-Read next: gpt/train.py, where every rank draws the same global batch and keeps its slice.
+gpt/train.py is where every rank draws the same global batch and keeps its slice.
+
+Read next: as_torch.py.
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@
 
 Programs catch MissingExtra where they catch bad input and print its message (the command
 line, and the examples through `exit_if_missing`); tests skip with the same message.
+
+Read next: distributed.py (training on K processes at once).
 """
 from __future__ import annotations
 

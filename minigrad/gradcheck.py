@@ -13,7 +13,8 @@ Fast mode checks a few random directions v (2 forward passes each); if one
 disagrees, the full check perturbs every element and names the worst one.
 Use float64: in float32, eps must be large and the truncation error hides bugs.
 
-Read next: backend.py (devices), testing/fakegpu.py, then the tests (tests/test_ops_*.py use gradcheck).
+Read next: backend.py (devices), then testing/fakegpu.py; the tests (tests/test_ops_*.py)
+use gradcheck.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ Where minigrad differs from PyTorch (which rewrites the graph of every view of a
 tensor): while recording, writing into a view (say `x[0] += w`) is an error, and views taken
 from t before such a write keep the old values (with a correct gradient for them).
 
-Read next: nn/module.py.
+Read next: ops/matmul.py.
 """
 from __future__ import annotations
 

@@ -1,10 +1,13 @@
 """The fused ops written the simple way: a few lines of primitives each, to read before the fast ones.
 
-Every function here computes what its fused twin in ops/ computes (tests/test_simple.py proves
-values and gradients equal, in float64, on every backend), but is built from ops already met
-(exp, sum, mean, var, indexing, matmul), so its backward comes for free from theirs. The fused
-versions exist because these keep every intermediate array for backward and make one pass over
-memory per line; each fused op's module says what it saves instead and derives its backward.
+Every function here computes what its fused twin in ops/ computes: tests/test_simple.py proves
+values and gradients equal in float64 on every backend (tests/test_functional_torch.py for the
+three activations, and for cross_entropy with a -inf logit in an ignored row, which the fused op
+once turned into NaN; a row whose logits are all -inf gives both, and PyTorch, a NaN gradient).
+Each is built from ops already met (exp, sum, mean, var, indexing, matmul), so its backward
+comes for free from theirs. The fused versions exist because these keep every intermediate array
+for backward and make one pass over memory per line; each fused op's module says what it saves
+instead and derives its backward (all the derivations together: docs/derivations.md).
 
     simple                     fused
     linear(x, w, b)            ops/matmul.py        Linear

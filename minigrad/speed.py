@@ -17,19 +17,77 @@ against PyTorch, which runs both on every core.
 
 Other speed tricks live beside the code they speed up, each saying what it bought: row and
 column sums as matrix products (ops/reduce.py), GELU keeping dy/dx (ops/elementwise.py),
-blocks of queries in attention (ops/attention.py), indexing's `Scatter` (ops/shape.py), `Function.reuse_saved`.
+blocks of queries in attention (ops/attention.py), indexing's `Scatter` (ops/shape.py), the
+embedding's sorted sums (ops/embedding.py), `Function.reuse_saved` (autograd.py).
+
+Plain mode turns every trick that shapes a code path off, so that a debugger stepping through
+a training step meets the math, not the tricks: `minigrad.set_plain(True)`, `with
+minigrad.plain():`, or `MINIGRAD_PLAIN=1` in the environment. Per trick, plain mode takes
+either the same op with the trick off or, where the op exists only for the trick, its simple
+twin (simple.py):
+
+    trick                                  where                 in plain mode
+    cache-sized pieces (`chunks`)          GELU, optimizers      one piece: the whole array
+    blocks of queries (`QUERY_BLOCK`)      ops/attention.py      the same op in one block of all queries
+    GELU keeping dy/dx, `out=` buffers     ops/elementwise.py    the simple twin, simple.gelu (tanh or erf,
+                                                                 products and sums, each its own backward)
+    `reuse_saved`: backward writes into    autograd.py (GELU,    never: backward allocates its result
+      what forward saved                   LayerNorm use it)
+    sparse gradients (`SparseGrad`)        ops/shape.py          indexing's backward returns the dense array
+    sorted ids and `add.reduceat`          ops/embedding.py      the same op with its one line of math,
+                                                                 `add.at(dweight, ids, dout)`
+    row and column sums as matrix products ops/reduce.py         NumPy's mean and sum along the axis
+    `library_erf`, malloc, BLAS threads    here                  kept: no code path to step through
+
+Kept in both modes: temporaries one function writes twice under two names (attention's S
+becoming P, LayerNorm's centered becoming xhat, Adam's `tmp`), and `Function.retained_output`,
+which is no trick but what `retain_grad` needs. Results agree to rounding (tests/test_plain.py).
+The switch costs one call to `is_plain()` where a trick begins: 183 calls in a training step of
+the default GPT, some 12 microseconds of its 75 ms, too little for `python -m gpt bench` to see.
+
+Read next: the learner's tools: viz.py (the graph behind a tensor, drawn) with graph_layout.py,
+then exercises/ (write each backward yourself).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from minigrad.backend import Array, backend_of_array
+
+# ---- plain mode: the tricks off, for a debugger ------------------------------------
+
+_plain = os.environ.get("MINIGRAD_PLAIN", "0") not in ("", "0")
+
+
+def is_plain() -> bool:
+    """Is plain mode on? Each op with a speed trick asks where the trick begins."""
+    return _plain
+
+
+def set_plain(on: bool = True) -> None:
+    """Turn plain mode on (or off): every speed trick off, the same results to rounding. What
+    each trick does then (the simple twin, or the same op with the trick off): the table above."""
+    global _plain
+    _plain = bool(on)
+
+
+@contextlib.contextmanager
+def plain(on: bool = True) -> Iterator[None]:
+    """Plain mode inside the block; after it (an exception included) as it was before."""
+    prev = _plain
+    set_plain(on)
+    try:
+        yield
+    finally:
+        set_plain(prev)
+
 
 # ---- elementwise chains in cache-sized pieces --------------------------------
 
@@ -47,7 +105,7 @@ def chunks(a: Array) -> list[slice]:
     fuses nothing this way and pays a launch per line per piece, so there the chain takes
     the array whole."""
     n = a.size
-    step = CHUNK_ELEMENTS.get(backend_of_array(a).device) or n
+    step = n if _plain else CHUNK_ELEMENTS.get(backend_of_array(a).device) or n  # plain: the array whole
     return [slice(i, i + step) for i in range(0, n, max(step, 1))] or [slice(0, 0)]
 
 

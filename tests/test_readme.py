@@ -1,4 +1,5 @@
-"""The README's Python snippets run, and the flags it names exist (STYLE: teaching material must not rot)."""
+"""The Python snippets of the README and of the pages in docs/ it links run, and the train flags they name exist
+(STYLE: teaching material must not rot). The chapters in docs/chapters/ run in tests/test_chapters.py."""
 from __future__ import annotations
 
 import re
@@ -8,12 +9,15 @@ import pytest
 
 from gpt.cli import main
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
+README = "\n".join(PAGES.values())
+SNIPPETS = [(name, snippet) for name, text in PAGES.items() for snippet in re.findall(r"```python\n(.*?)```", text, re.S)]
 
 
-@pytest.mark.parametrize("snippet", re.findall(r"```python\n(.*?)```", README, re.S))
-def test_python_snippet_runs(snippet):
-    exec(compile(snippet, "README.md", "exec"), {})
+@pytest.mark.parametrize("page, snippet", SNIPPETS, ids=[f"{name}-{i}" for i, (name, _) in enumerate(SNIPPETS)])
+def test_python_snippet_runs(page, snippet):
+    exec(compile(snippet, page, "exec"), {})
 
 
 def test_train_flags_named_in_the_readme_exist(capsys):

@@ -2,9 +2,12 @@
 
 Reading order: module.py (Module, Parameter, containers), layers.py, attention.py (MultiheadAttention),
 transformer.py (the encoder-decoder Transformer), utils.py (gradient clipping), lora.py (low-rank
-adapters for fine-tuning).
+adapters for fine-tuning; the tour reaches it from the GPT's Hugging Face loader, whose weights
+it adapts).
+
+nn.functional is minigrad.functional again, under PyTorch's path (torch.nn.functional).
 """
-from minigrad.nn import utils
+from minigrad.nn import functional, utils
 from minigrad.nn.attention import MultiheadAttention
 from minigrad.nn.layers import (
     GELU,
@@ -33,6 +36,6 @@ from minigrad.nn.transformer import (
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear", "Embedding", "LayerNorm",
            "Dropout", "GELU", "ReLU", "Tanh", "SiLU", "Softplus", "CrossEntropyLoss", "NLLLoss", "MSELoss",
-           "BCEWithLogitsLoss", "utils", "LoRALinear", "apply_lora", "lora_state_dict",
+           "BCEWithLogitsLoss", "functional", "utils", "LoRALinear", "apply_lora", "lora_state_dict",
            "load_lora_state_dict", "merge_lora", "unmerge_lora", "MultiheadAttention", "TransformerEncoderLayer",
            "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder", "Transformer"]

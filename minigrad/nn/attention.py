@@ -1,8 +1,9 @@
 """MultiheadAttention as torch.nn.MultiheadAttention: the same arguments, masks and state dict.
 
-Shape legend: L target (query) length, S source (key) length, N batch, E embed_dim,
-H num_heads, hd head size (E / H). Inputs are (L, N, E) by default, (N, L, E) with
-batch_first=True, (L, E) unbatched.
+Shapes: this file keeps PyTorch's letters, since its API is PyTorch's sequence-first layout. In the
+project's legend (docs/glossary.md): L = Tq target (query) length, S = Tk source (key) length,
+N = B batch, E = C embed_dim, H num_heads, hd = D head size (E / H). Inputs are (L, N, E) by
+default, that is (Tq, B, C); (N, L, E) = (B, Tq, C) with batch_first=True; (L, E) unbatched.
 
     q, k, v = query W_q^T + b_q, key W_k^T + b_k, value W_v^T + b_v    W_q, W_k, W_v: in_proj_weight's thirds
     each split into H heads of hd channels                             (N, H, L or S, hd)
@@ -13,7 +14,9 @@ Masks follow PyTorch's nn convention, the opposite of F.scaled_dot_product_atten
 a boolean mask is True where attention is NOT allowed; a float mask is added to the scores.
 attn_mask is (L, S) or (N * H, L, S); key_padding_mask (N, S) hides padding keys per batch
 row. Both become one additive mask (N, H or 1, L, S) for the one attention op.
-A query that may see no key gets output 0 (PyTorch: NaN).
+A query that may see no key gets output 0. So does PyTorch's when it skips the weights
+(need_weights=False: F.scaled_dot_product_attention gives 0 there, torch 2.13), while with
+need_weights=True, its default, PyTorch's output is NaN there.
 
 Leaves out: kdim/vdim != embed_dim (separate q/k/v_proj_weight), add_bias_kv, add_zero_attn.
 

@@ -5,7 +5,7 @@ Each layer holds its Parameters and calls one op from minigrad.functional.
 Initial values come from the default device's seeded generator
 (minigrad.manual_seed) in the default dtype.
 
-Read next: utils.py (clip_grad_norm_), then ../optim/.
+Read next: attention.py (MultiheadAttention), then transformer.py.
 """
 from __future__ import annotations
 

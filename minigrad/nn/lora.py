@@ -17,7 +17,8 @@ Parameters under their old names, so a pretrained state dict still loads, and
 Leaves out: LoRA for embeddings and convolutions, several adapters per layer,
 rank-stabilised scaling, QLoRA's quantised base weights (all in Hugging Face's peft).
 
-Read next: gpt/hf.py (pretrained weights to adapt), examples/finetune_classify.py.
+Read next: gpt/cli.py (the command line: train, sample, export to Hugging Face's layout, ...);
+examples/finetune_classify.py fine-tunes GPT-2 with it.
 """
 from __future__ import annotations
 

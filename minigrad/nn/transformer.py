@@ -1,8 +1,10 @@
 """The original Transformer ("Attention Is All You Need") as torch.nn has it: encoder and decoder
 layers, their stacks, and Transformer, with PyTorch's arguments, defaults, masks and state dict.
 
-Shape legend: S source length, T target length, N batch, E d_model. Inputs are (S, N, E) and
-(T, N, E) by default, (N, S, E) and (N, T, E) with batch_first=True.
+Shapes: PyTorch's letters, as its sequence-first API: S source length, T target length, N batch,
+E d_model. In the project's legend (docs/glossary.md) N = B and E = C; the decoder's
+cross-attention has Tq = T queries and Tk = S keys. Inputs are (S, N, E) and (T, N, E) by default,
+(N, S, E) and (N, T, E) with batch_first=True.
 
     encoder layer:  x = norm1(x + self_attn(x, x, x))                 bidirectional over the source
                     x = norm2(x + linear2(dropout(activation(linear1(x)))))
@@ -21,7 +23,7 @@ Everything is composed of modules and ops with their own hand-written backward p
 nothing here needs one of its own. Leaves out: the fast inference paths (nested tensors),
 custom_encoder/custom_decoder.
 
-Read next: ../optim/.
+Read next: utils.py (clip_grad_norm_), then ../optim/optimizer.py.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """clip_grad_norm_: scale all gradients together so that their global L2 norm is at most max_norm.
 
-Read next: ../optim/.
+Read next: ../optim/optimizer.py.
 """
 from __future__ import annotations
 

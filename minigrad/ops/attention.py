@@ -1,28 +1,34 @@
-"""scaled_dot_product_attention, PyTorch's F.scaled_dot_product_attention: a simple version
-composed of primitives (read it first), then the same thing as one op with a hand-written backward.
+"""scaled_dot_product_attention with the arguments and masks of PyTorch's, and one difference:
+is_causal with fewer queries than keys (Tq < Tk) puts the causal triangle bottom-right here (query i
+sees keys j <= i + Tk - Tq) and top-left in PyTorch (j <= i). A query whose keys are all masked
+gets output 0 and gradient 0, as in torch 2.13's F.scaled_dot_product_attention (its
+nn.MultiheadAttention with need_weights=True gives NaN there instead).
+
+A simple version composed of primitives comes first (read it first), then the same thing as one op
+with a hand-written backward:
 
     S = q @ k^T * scale + M   (B, H, Tq, Tk)   scores; M is the mask (0 or -inf, or any float)
     P = softmax(S)            (B, H, Tq, Tk)   attention weights, each row sums to 1
     Pd = P * dropmask         (B, H, Tq, Tk)   dropout on the weights (training only)
     O = Pd @ v                (B, H, Tq, Dv)
 
-B batch, H heads, Tq queries, Tk keys, D head size (Dv that of v). Any leading axes work
-in place of (B, H).
+B batch, H heads, Tq queries, Tk keys, D head size (Dv that of v), as docs/glossary.md. Any
+leading axes work in place of (B, H).
 
-Masks, as PyTorch: a boolean attn_mask is True where a query may look at a key, a float
-attn_mask is added to S; either broadcasts to (B, H, Tq, Tk). is_causal lets query i see
-keys j <= i + (Tk - Tq): for Tq = Tk, PyTorch's lower triangle; for Tq < Tk (a KV cache:
-new queries after Tk - Tq cached keys) the triangle sits bottom-right, so a single new query
-sees every cached key. PyTorch's is_causal puts it top-left instead; for that, pass
-attn_mask=tril(ones(Tq, Tk)). A query whose keys are all masked has no softmax: PyTorch
-gives NaN there, minigrad gives output 0 and gradient 0 (a padding query in a padded batch).
+Masks: a boolean attn_mask is True where a query may look at a key (PyTorch's convention for this
+function), a float attn_mask is added to S; either broadcasts to (B, H, Tq, Tk). is_causal lets
+query i see keys j <= i + (Tk - Tq): for Tq = Tk, the lower triangle, as PyTorch; for Tq < Tk (a
+KV cache: new queries after Tk - Tq cached keys) the triangle sits bottom-right, so a single new
+query sees every cached key. For PyTorch's top-left triangle pass attn_mask=tril(ones(Tq, Tk))
+instead. A query whose keys are all masked has no softmax: its output and gradient are 0 (a padding
+query in a padded batch).
 
 Causal attention never looks at the upper triangle of S, so the fused op takes the queries
 in blocks of QUERY_BLOCK rows and each block multiplies only the keys it may see: for
 T = 256 that is 9/16 of the work and memory of the full (T, T) square, and only the block
 on the diagonal needs the mask. Backward goes through the same blocks.
 
-Read next: ../functional.py, then ../nn/attention.py (MultiheadAttention).
+Read next: ../functional.py, then ../nn/module.py.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from minigrad.backend import Array, device_of, get_array_module
 from minigrad.ops.dropout import dropout, keep_mask
 from minigrad.ops.elementwise import masked_fill, unbroadcast
 from minigrad.ops.softmax import softmax
+from minigrad.speed import is_plain
 from minigrad.tensor import Tensor, check_same_device
 
 # Rows per block, per device; devices not listed take all queries as one block. Measured on the
@@ -102,8 +109,9 @@ def attention_weights_simple(
 
 
 def query_blocks(tq: int, tk: int, causal: bool, device: str) -> list[tuple[int, int, int]]:
-    """(first query, end query, end key) per block: queries r0:r1 look at keys 0:end."""
-    rows = QUERY_BLOCK.get(device, tq) if causal else tq
+    """(first query, end query, end key) per block: queries r0:r1 look at keys 0:end. One block of
+    all queries without a causal mask, and in plain mode (speed.py)."""
+    rows = QUERY_BLOCK.get(device, tq) if causal and not is_plain() else tq
     return [(r0, min(r0 + rows, tq), min(r0 + rows, tq) + tk - tq) for r0 in range(0, tq, max(rows, 1))]
 
 

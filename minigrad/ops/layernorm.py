@@ -5,7 +5,8 @@ arithmetic, and keeps half a dozen (N, C) arrays for backward; fused, it keeps
 xhat and the per-row rstd. (Not x: a GPT's residual stream then lives
 only as long as the forward needs it.)
 
-Shapes: x, xhat, y, dout (N..., C); weight, bias (C,); mean, rstd (N..., 1).
+Shapes: x, xhat, y, dout (..., C), N rows of C channels once the leading axes are flattened;
+weight, bias (C,); mean, rstd (..., 1), one per row. Below, (N, C) and (N, 1) name them so.
 
 Read next: embedding.py.
 """

@@ -7,10 +7,11 @@ softmax.py; it shares this file's helpers for what PyTorch's losses have in comm
 - `reduction`: 'none' (one loss per element or row), 'mean' or 'sum';
 - class-index targets, with a `weight` per class and an `ignore_index` whose rows count for nothing:
   'mean' divides by the summed weights of the targets it kept (their number, without weights);
-- the layouts (N, C) with targets (N,), (N, C, d1, ...) with targets (N, d1, ...) (the classes along
-  dim 1, as for an image's pixels), and (C,) with a 0-d target.
+- the layouts (N, V) with targets (N,), (N, V, d1, ...) with targets (N, d1, ...) (the classes along
+  dim 1, as for an image's pixels), and (V,) with a 0-d target.
 
-Shapes: N rows, C classes; M = N * d1 * ... rows once the extra dims are folded into N.
+Shapes: N rows, V classes (PyTorch's docs write C; the code's `c` is their number); M = N * d1 * ...
+rows once the extra dims are folded into N.
 
 Read next: layernorm.py.
 """
@@ -47,15 +48,15 @@ def as_target(fn: str, target: Any, input: Tensor) -> Tensor:
 
 
 def classes_last(fn: str, input: Tensor, target: Tensor) -> tuple[Tensor, Array, tuple[int, ...]]:
-    """PyTorch's layouts as one (M, C) input and (M,) class ids, and the shape a loss per row takes
-    (for reduction='none'): (N, C) and (N,) as they are; (N, C, d1, ...) and (N, d1, ...) with the
+    """PyTorch's layouts as one (M, V) input and (M,) class ids, and the shape a loss per row takes
+    (for reduction='none'): (N, V) and (N,) as they are; (N, V, d1, ...) and (N, d1, ...) with the
     classes moved last and the rest folded into rows; (C,) and () as one row."""
     s, ts = input.shape, target.shape
     if input.ndim == 1 and ts == ():
         return input.reshape(1, s[0]), target.data.reshape(1), ()
     if input.ndim >= 2 and ts == s[:1] + s[2:]:
         if input.ndim > 2:
-            input = input.permute(0, *range(2, input.ndim), 1).reshape(-1, s[1])  # (N, d1, ..., C) -> (M, C)
+            input = input.permute(0, *range(2, input.ndim), 1).reshape(-1, s[1])  # (N, d1, ..., V) -> (M, V)
         return input, target.data.reshape(-1), ts
     raise ValueError(
         f"{fn}: expected logits (N, V) and targets (N,), got {s} and {ts}; "
@@ -73,7 +74,7 @@ def check_class_targets(fn: str, target: Array, n_classes: int, ignore_index: in
 
 
 def class_weight(fn: str, weight: Any, input: Tensor, n_classes: int) -> Array | None:
-    """The (C,) array of per-class weights in input's dtype, or None."""
+    """The (V,) array of per-class weights in input's dtype, or None."""
     if weight is None:
         return None
     w = as_tensor(weight, input)
@@ -112,7 +113,7 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, *, ignore_index: in
     log-probabilities (log_softmax's output), rows whose target is ignore_index count for nothing."""
     check_reduction("nll_loss", reduction)
     t = as_target("nll_loss", target, input)
-    x, ids, shape = classes_last("nll_loss", input, t)  # (M, C), (M,)
+    x, ids, shape = classes_last("nll_loss", input, t)  # (M, V), (M,)
     m, c = x.shape
     check_class_targets("nll_loss", ids, c, ignore_index)
     safe, w_t = target_weights(ids, c, class_weight("nll_loss", weight, input, c), ignore_index, input.dtype)

@@ -8,7 +8,7 @@ indices) undoes a gather, a split undoes a concatenation.
 
 The functions take PyTorch's names and keywords (dim) and NumPy's (axis), not both at once.
 
-Read next: matmul.py.
+Read next: setitem.py (writing into a tensor), then ../inplace.py.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import numpy as np
 from minigrad.autograd import Function, SparseGrad
 from minigrad.backend import Array, get_array_module
 from minigrad.ops.elementwise import unbroadcast, where
+from minigrad.speed import is_plain
 from minigrad.tensor import Tensor, check_same_device
 
 
@@ -58,7 +59,7 @@ class Permute(Function):
         self.axes = axes
         return x.transpose(axes)
 
-    # y[..., i_axes[k], ...] = x[...]: axis k of y is axis axes[k] of x
+    # y = x with its axes reordered: axis k of y is axis axes[k] of x
     # =>  dx = dout permuted by the inverse permutation (argsort of axes)
     def backward(self, dout: Array) -> tuple[Array]:
         inverse = sorted(range(len(self.axes)), key=self.axes.__getitem__)
@@ -73,9 +74,11 @@ class GetItem(Function):
     # y = x[index] gathers elements  =>  dx = zeros with dout scattered back to the same places.
     # With integer-array indices one element may be gathered several times: its gradient is the
     # sum of all of them, so the scatter uses add.at (a plain dx[index] = dout would keep only one).
-    # The zeros are made by Scatter, below, once for all the pieces of a split.
-    def backward(self, dout: Array) -> tuple[Array]:
-        return (Scatter(self.shape, self.dtype, [(self.index, dout, _is_advanced(self.index))]),)
+    # The zeros are made by Scatter, below, once for all the pieces of a split (in plain mode,
+    # speed.py, at once: the dense dx).
+    def backward(self, dout: Array) -> tuple[Array | Scatter]:
+        dx = Scatter(self.shape, self.dtype, [(self.index, dout, _is_advanced(self.index))])
+        return (dx.to_array() if is_plain() else dx,)
 
 
 class Scatter(SparseGrad):

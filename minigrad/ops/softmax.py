@@ -10,7 +10,8 @@ reduction, label smoothing) and layouts; what it shares with the other losses
 (reductions, layouts, the weight of each target) is in loss.py.
 
 Shapes: x, y, dout (..., V) with the softmax taken over `dim` (default last);
-CrossEntropy takes logits (N, V) and integer targets (N,) (C = V classes).
+CrossEntropy takes logits (N, V) and integer targets (N,): N rows, V classes (PyTorch's docs
+call the classes C; in the code below `c` is their number).
 
 Read next: activation.py.
 """
@@ -80,12 +81,12 @@ class CrossEntropy(Function):
         eps = label_smoothing
         used = target != ignore_index  # (N,)
         safe, w_t = target_weights(target, c, weight, ignore_index, logits.dtype)  # (N,) ids to read, their weights
-        shifted, lse = _log_sum_exp(logits, axis=1)  # (N, C), (N, 1)
+        shifted, lse = _log_sum_exp(logits, axis=1)  # (N, V), (N, 1)
         # log p of each row's target; an ignored row reads class 0, which may be -inf: replace it before
         # it meets its weight 0 (0 * -inf is NaN)
         logp_target = xp.where(used, shifted[xp.arange(n), safe] - lse[:, 0], 0)  # (N,)
         loss = -w_t * logp_target  # (N,)
-        if eps:  # the target is (1 - eps) onehot + eps / C: mix in -sum_c w_c log p_c, over the classes
+        if eps:  # the target is (1 - eps) onehot + eps / V: mix in -sum_c w_c log p_c, over the classes
             if weight is None:
                 w_logp = shifted.sum(axis=1) - c * lse[:, 0]  # (N,) sum_c log p_c
             else:
@@ -98,14 +99,14 @@ class CrossEntropy(Function):
         else:
             self.scale = used.astype(logits.dtype)
             out = loss if reduction == "none" else loss.sum()
-        self.p, self.safe, self.w_t, self.weight, self.eps = xp.exp(shifted - lse), safe, w_t, weight, eps  # p: (N, C)
+        self.p, self.safe, self.w_t, self.weight, self.eps = xp.exp(shifted - lse), safe, w_t, weight, eps  # p: (N, V)
         return out
 
     # Each kept row n (t_n != ignore_index) has the target distribution q_n, times the classes' weights w
     # (w = 1 without weights):
-    #   q_nv = (1 - eps) w_{t_n} onehot(t_n)_v + (eps / C) w_v,    loss_n = -sum_v q_nv log softmax(logits_n)_v
+    #   q_nv = (1 - eps) w_{t_n} onehot(t_n)_v + (eps / V) w_v,    loss_n = -sum_v q_nv log softmax(logits_n)_v
     # From log_softmax's backward with dout = -q_n:
-    #   dlogits_n = (sum_v q_nv) p_n - q_n,    sum_v q_nv = (1 - eps) w_{t_n} + (eps / C) sum_v w_v  (1 without weights)
+    #   dlogits_n = (sum_v q_nv) p_n - q_n,    sum_v q_nv = (1 - eps) w_{t_n} + (eps / V) sum_v w_v  (1 without weights)
     # times the row's share of the output: dout (sum), dout_n (none), dout / sum_n w_{t_n} (mean); 0 if ignored.
     def backward(self, dout: Array) -> tuple[Array]:
         xp = get_array_module(self.p)
@@ -139,9 +140,9 @@ def log_softmax(input: Tensor, dim: int | None = None, *, dtype: Any = None, axi
 def cross_entropy(input: Tensor, target: Any, weight: Any = None, *, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """-log softmax(input)[target] per row, as torch.nn.functional.cross_entropy: input holds logits
-    (N, C), (N, C, d1, ...) or (C,) (see loss.classes_last); target the class ids (N,), (N, d1, ...)
-    or (), or class probabilities of input's shape. weight (C,) weighs each class; rows whose target
-    is ignore_index count for nothing; label_smoothing = eps trains towards (1 - eps) target + eps / C.
+    (N, V), (N, V, d1, ...) or (V,) (see loss.classes_last); target the class ids (N,), (N, d1, ...)
+    or (), or class probabilities of input's shape. weight (V,) weighs each class; rows whose target
+    is ignore_index count for nothing; label_smoothing = eps trains towards (1 - eps) target + eps / V.
     'mean' divides by the summed weights of the kept targets (class ids) or by N * d1 * ... (probabilities)."""
     check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
@@ -151,7 +152,7 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, *, ignore_inde
         if ignore_index != -100:
             raise ValueError("cross_entropy: ignore_index applies to class-id targets, not to probabilities")
         return _cross_entropy_probabilities(input, t, weight, reduction, label_smoothing)
-    x, ids, shape = classes_last("cross_entropy", input, t)  # (M, C), (M,)
+    x, ids, shape = classes_last("cross_entropy", input, t)  # (M, V), (M,)
     c = x.shape[1]
     check_class_targets("cross_entropy", ids, c, ignore_index)
     loss = CrossEntropy.apply(x, target=ids, weight=class_weight("cross_entropy", weight, input, c),
@@ -160,11 +161,11 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, *, ignore_inde
 
 
 def _cross_entropy_probabilities(input: Tensor, target: Tensor, weight: Any, reduction: str, eps: float) -> Tensor:
-    """-sum_c w_c q_c log softmax(input)_c with q = (1 - eps) target + eps / C, over the class dim (dim 1,
-    or 0 for a (C,) input); 'mean' averages over the rows. Composed of log_softmax, arithmetic and sum."""
+    """-sum_c w_c q_c log softmax(input)_c with q = (1 - eps) target + eps / V, over the class dim (dim 1,
+    or 0 for a (V,) input); 'mean' averages over the rows. Composed of log_softmax, arithmetic and sum."""
     dim = 1 if input.ndim > 1 else 0
     c = input.shape[dim]
-    q = target if not eps else (1 - eps) * target + eps / c  # (N, C, d1, ...)
+    q = target if not eps else (1 - eps) * target + eps / c  # (N, V, d1, ...)
     w = class_weight("cross_entropy", weight, input, c)
     if w is not None:
         q = q * w.reshape((c,) + (1,) * (input.ndim - dim - 1))  # w along the class dim

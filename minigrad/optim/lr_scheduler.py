@@ -3,7 +3,7 @@
 `warmup_cosine(it, ...)` is the schedule as a plain function; a training loop sets
 each group's rate from it, as nanoGPT's does: `for g in opt.param_groups: g["lr"] = lr`.
 
-Read next: ../gradcheck.py.
+Read next: ../serialization.py (saving what training made).
 """
 from __future__ import annotations
 

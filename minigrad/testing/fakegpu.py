@@ -25,6 +25,8 @@ outside tests.
 
     import minigrad.testing.fakegpu  # registers the device
     x = minigrad.Tensor([1.0, 2.0], device="fakegpu")
+
+Read next: the GPT built on the engine, gpt/model.py.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """minigrad.utils, as torch.utils: `data` (Dataset, DataLoader, random_split...).
 
-Read next: data.py.
+Reading order: data.py.
 """
 from minigrad.utils import data
 
