@@ -18,7 +18,7 @@ and to find misspelt words.
    pretraining learns (which character fits between its neighbours), and where it pays with few
    labels: a model from random weights cannot learn English spelling from a thousand examples.
 
-The split (gpt.data.genre_split, shared with examples/finetune_classify.py): by default a fifth
+The split (gpt.genres.genre_split, shared with examples/finetune_classify.py): by default a fifth
 of each play's speeches is held out ("speech": the easier task, since the plays' names and words
 leak across); --split play holds out four whole plays instead (harder). Pretraining reads the
 train speeches only, so no test speech is ever seen. --genre_labels all,1000 fine-tunes on every
@@ -41,7 +41,7 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small products: one BLAS thread (see vit_digits.py)
 
@@ -49,7 +49,8 @@ import numpy as np  # noqa: E402
 
 import minigrad  # noqa: E402
 import minigrad.functional as F  # noqa: E402
-from gpt.data import DataError, genre_split  # noqa: E402
+from gpt.data import DataError  # noqa: E402
+from gpt.genres import genre_split  # noqa: E402
 from gpt.model import sinusoidal_positions  # noqa: E402
 from minigrad import nn  # noqa: E402
 from minigrad.extras import exit_if_missing, require  # noqa: E402
@@ -344,7 +345,7 @@ EPILOG = """times on a 2-core machine, one BLAS thread:
                                       about 21 to 27 minutes (the README's run)"""
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=("speech", "play"), default="speech", help="hold out speeches or whole plays")
@@ -368,84 +369,127 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.plot:
         require("matplotlib", "examples/bert_shakespeare.py --plot")  # now, not after the pretraining
+    return args
 
+
+def load_speeches(split: str, max_test: int, seed: int) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """gpt.genres.genre_split's train and test speeches and labels, max_test of the test ones drawn at
+    random (0: all); a missing corpus is one line."""
     try:
-        train_texts, y_train, test_texts, y_test = genre_split(args.split)
+        train_texts, y_train, test_texts, y_test = genre_split(split)
     except DataError as e:  # the default corpus is not installed: say how to, in one line
         sys.exit(f"error: {e}")
-    if args.max_test:  # a generator of its own: the full run's draws stay as they were
-        rows = np.random.default_rng(args.seed + 5).permutation(len(test_texts))[: args.max_test]
+    if max_test:  # a generator of its own: the full run's draws stay as they were
+        rows = np.random.default_rng(seed + 5).permutation(len(test_texts))[:max_test]
         test_texts, y_test = [test_texts[i] for i in rows], y_test[rows]
-    vocab = CharVocab("\n".join(train_texts))  # pretraining and fine-tuning read the train speeches only
-    pre_text = np.array([vocab.index[c] for c in "\n".join(train_texts)])
-    held_text = np.array([vocab.index[c] for c in "\n".join(test_texts) if c in vocab.index])
+    return train_texts, y_train, test_texts, y_test
+
+
+def new_bert(vocab: CharVocab, args: argparse.Namespace) -> BERT:
+    return BERT(vocab.size, SEQ + 1, args.d_model, args.n_head, args.n_layer, mask_id=vocab.mask_id,
+                pad_id=vocab.pad_id)
+
+
+def pretrain_and_score(model: BERT, vocab: CharVocab, train_text: str, test_text: str, args: argparse.Namespace,
+                       rng: np.random.Generator) -> dict[str, Any]:
+    """Masked-LM pretraining on the train speeches; masked-token accuracy on the test ones, before
+    and after, against always guessing the most frequent character."""
+    pre_text = np.array([vocab.index[c] for c in train_text])
+    held_text = np.array([vocab.index[c] for c in test_text if c in vocab.index])
+    most_frequent = int(np.bincount(pre_text).argmax())
+    baseline_acc = float((held_text == most_frequent).mean())
+    acc0, _ = masked_accuracy(model, held_text, vocab, seed=1)
+    pre_seconds = pretrain(model, pre_text, vocab, args.pretrain_steps, 64, args.pretrain_lr, rng)
+    acc, n_masked = masked_accuracy(model, held_text, vocab, seed=1)
+    print(f"masked-token accuracy on the test speeches: {acc:.3f} ({n_masked} chosen positions; before pretraining "
+          f"{acc0:.3f}); always {vocab.chars[most_frequent]!r}: {baseline_acc:.3f}")
+    return {"masked_accuracy": round(acc, 4), "masked_baseline": round(baseline_acc, 4),
+            "pretrain_steps": args.pretrain_steps, "pretrain_seconds": round(pre_seconds, 1)}
+
+
+def pretrained_or_not(state: dict[str, np.ndarray], vocab: CharVocab, x: np.ndarray, y: np.ndarray,
+                      rows: np.ndarray, score: Callable[[BERT], float], args: argparse.Namespace) -> list[float]:
+    """Fine-tune the pretrained model (its `state`) and one from random weights on rows of (x, y);
+    their scores."""
+    scores = []
+    for start in ("pretrained", "scratch"):
+        minigrad.manual_seed(args.seed + 1)
+        model = new_bert(vocab, args)
+        if start == "pretrained":
+            model.load_state_dict({k: minigrad.tensor(v) for k, v in state.items()})
+        finetune(model, x[rows], y[rows], args.finetune_steps, args.batch_size, args.finetune_lr,
+                 np.random.default_rng(args.seed + 2))
+        scores.append(score(model))
+    return scores
+
+
+def genre_table(state: dict[str, np.ndarray], vocab: CharVocab, train: tuple[np.ndarray, np.ndarray],
+                test: tuple[np.ndarray, np.ndarray], majority: float, args: argparse.Namespace,
+                rng: np.random.Generator) -> dict[str, Any]:
+    """Comedy or tragedy, for each number of labels in args.genre_labels: test accuracy from the
+    pretrained start and from scratch, printed as a table and returned as metrics."""
+    (x_train, y_train), (x_test, y_test) = train, test
+    result: dict[str, Any] = {}
+    print(f"comedy or tragedy, accuracy on the {len(x_test)} test speeches:")
+    print(f"{'labels':>8} {'pretrained + fine-tuned':>24} {'from scratch':>13} {'majority':>9}")
+    for n in args.genre_labels.split(","):
+        name = "all" if n == "all" else f"few{n}"
+        rows = np.arange(len(x_train)) if n == "all" else rng.permutation(len(x_train))[: int(n)]
+        accs = pretrained_or_not(state, vocab, x_train, y_train, rows, lambda m: class_accuracy(m, x_test, y_test),
+                                 args)
+        print(f"{len(rows):>8} {accs[0]:>24.3f} {accs[1]:>13.3f} {majority:>9.3f}", flush=True)
+        result[f"{name}_labels"] = len(rows)
+        result[f"{name}_pretrained"], result[f"{name}_scratch"] = round(accs[0], 4), round(accs[1], 4)
+    return result
+
+
+def typo_table(state: dict[str, np.ndarray], vocab: CharVocab, train_texts: list[str], test_texts: list[str],
+               args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
+    """The spelling task, for each number of labels in args.typo_labels: how often a test speech is
+    rightly flagged (or not) from the pretrained start and from scratch, as a table and metrics."""
+    x_typo, t_typo = typo_task(train_texts, vocab, seed=args.seed + 3)
+    x_typo_test, t_typo_test = typo_task(test_texts, vocab, seed=args.seed + 4)
+    has_typo = (t_typo_test == 1).any(axis=1)
+    typo_majority = float(max(has_typo.mean(), 1 - has_typo.mean()))
+    result: dict[str, Any] = {"typo_majority": round(typo_majority, 4)}
+    print(f"spelling: has this test speech a typo (tagged at its swapped letters)? {has_typo.mean():.1%} have one")
+    print(f"{'labels':>8} {'pretrained + fine-tuned':>24} {'from scratch':>13} {'majority':>9}")
+    for n in (int(v) for v in args.typo_labels.split(",")):
+        rows = rng.permutation(len(x_typo))[:n]
+        accs = pretrained_or_not(state, vocab, x_typo, t_typo, rows,
+                                 lambda m: typo_accuracy(m, x_typo_test, t_typo_test), args)
+        print(f"{len(rows):>8} {accs[0]:>24.3f} {accs[1]:>13.3f} {typo_majority:>9.3f}", flush=True)
+        result[f"typo{n}_pretrained"], result[f"typo{n}_scratch"] = round(accs[0], 4), round(accs[1], 4)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    train_texts, y_train, test_texts, y_test = load_speeches(args.split, args.max_test, args.seed)
+    train_text = "\n".join(train_texts)
+    vocab = CharVocab(train_text)  # pretraining and fine-tuning read the train speeches only
     x_train = np.stack([vocab.encode(s) for s in train_texts])
     x_test = np.stack([vocab.encode(s) for s in test_texts])
     majority = float(max((y_test == 0).mean(), (y_test == 1).mean()))
     print(f"vocabulary {vocab.size} ({vocab.n_chars} characters + [PAD] [CLS] [MASK]); split by {args.split}: "
-          f"pretraining text {len(pre_text):,} characters of the {len(x_train)} train speeches "
+          f"pretraining text {len(train_text):,} characters of the {len(x_train)} train speeches "
           f"({y_train.mean():.0%} tragedy), {len(x_test)} test speeches")
 
     minigrad.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    make = lambda: BERT(vocab.size, SEQ + 1, args.d_model, args.n_head, args.n_layer,  # noqa: E731
-                        mask_id=vocab.mask_id, pad_id=vocab.pad_id)
-    pretrained = make()
+    pretrained = new_bert(vocab, args)
     print(f"BERT: {sum(p.data.size for p in pretrained.parameters()):,} parameters")
-    most_frequent = int(np.bincount(pre_text).argmax())
-    baseline_acc = float((held_text == most_frequent).mean())
-    acc0, _ = masked_accuracy(pretrained, held_text, vocab, seed=1)
-    pre_seconds = pretrain(pretrained, pre_text, vocab, args.pretrain_steps, 64, args.pretrain_lr, rng)
-    acc, n_masked = masked_accuracy(pretrained, held_text, vocab, seed=1)
-    print(f"masked-token accuracy on the test speeches: {acc:.3f} ({n_masked} chosen positions; before pretraining "
-          f"{acc0:.3f}); always {vocab.chars[most_frequent]!r}: {baseline_acc:.3f}")
+    scores = pretrain_and_score(pretrained, vocab, train_text, "\n".join(test_texts), args, rng)
     if args.plot:
         plot_masked(pretrained, vocab, [s for s in test_texts if len(s) >= SEQ][:: 500][:4], args.plot)
         print(f"wrote {args.plot}")
+    result = {"split": args.split, **scores, "majority": round(majority, 4), "n_test": len(x_test)}
+
     state = {k: v.numpy().copy() for k, v in pretrained.state_dict().items()}
-
-    result: dict[str, Any] = {"split": args.split, "masked_accuracy": round(acc, 4),
-                              "masked_baseline": round(baseline_acc, 4), "pretrain_steps": args.pretrain_steps,
-                              "pretrain_seconds": round(pre_seconds, 1), "majority": round(majority, 4),
-                              "n_test": len(x_test)}
-
-    def compare(x: np.ndarray, y: np.ndarray, rows: np.ndarray, score: Any) -> list[float]:
-        """Fine-tune the pretrained model and one from random weights on rows of (x, y); their scores."""
-        scores = []
-        for start in ("pretrained", "scratch"):
-            minigrad.manual_seed(args.seed + 1)
-            model = make()
-            if start == "pretrained":
-                model.load_state_dict({k: minigrad.tensor(v) for k, v in state.items()})
-            finetune(model, x[rows], y[rows], args.finetune_steps, args.batch_size, args.finetune_lr,
-                     np.random.default_rng(args.seed + 2))
-            scores.append(score(model))
-        return scores
-
     if args.genre_labels:
-        print(f"comedy or tragedy, accuracy on the {len(x_test)} test speeches:")
-        print(f"{'labels':>8} {'pretrained + fine-tuned':>24} {'from scratch':>13} {'majority':>9}")
-        for n in args.genre_labels.split(","):
-            name = "all" if n == "all" else f"few{n}"
-            rows = np.arange(len(x_train)) if n == "all" else rng.permutation(len(x_train))[: int(n)]
-            accs = compare(x_train, y_train, rows, lambda m: class_accuracy(m, x_test, y_test))
-            print(f"{len(rows):>8} {accs[0]:>24.3f} {accs[1]:>13.3f} {majority:>9.3f}", flush=True)
-            result[f"{name}_labels"] = len(rows)
-            result[f"{name}_pretrained"], result[f"{name}_scratch"] = round(accs[0], 4), round(accs[1], 4)
-
+        result.update(genre_table(state, vocab, (x_train, y_train), (x_test, y_test), majority, args, rng))
     if args.typo_labels:
-        x_typo, t_typo = typo_task(train_texts, vocab, seed=args.seed + 3)
-        x_typo_test, t_typo_test = typo_task(test_texts, vocab, seed=args.seed + 4)
-        has_typo = (t_typo_test == 1).any(axis=1)
-        typo_majority = float(max(has_typo.mean(), 1 - has_typo.mean()))
-        result["typo_majority"] = round(typo_majority, 4)
-        print(f"spelling: has this test speech a typo (tagged at its swapped letters)? {has_typo.mean():.1%} have one")
-        print(f"{'labels':>8} {'pretrained + fine-tuned':>24} {'from scratch':>13} {'majority':>9}")
-        for n in (int(v) for v in args.typo_labels.split(",")):
-            rows = rng.permutation(len(x_typo))[:n]
-            accs = compare(x_typo, t_typo, rows, lambda m: typo_accuracy(m, x_typo_test, t_typo_test))
-            print(f"{len(rows):>8} {accs[0]:>24.3f} {accs[1]:>13.3f} {typo_majority:>9.3f}", flush=True)
-            result[f"typo{n}_pretrained"], result[f"typo{n}_scratch"] = round(accs[0], 4), round(accs[1], 4)
+        result.update(typo_table(state, vocab, train_texts, test_texts, args, rng))
     print(json.dumps(result))
     return result
 

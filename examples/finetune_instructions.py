@@ -30,11 +30,13 @@ to their keys and values (the KV cache that sampling uses): the same loss and gr
 sequences (a test checks it) for about half the time.
 
 The start is a pretrained character-level GPT: --ckpt, or BASE pretrained briefly on the plays
-by finetune_classify.pretrained_gpt. Its vocabulary lacks '#', so the token table grows by the
-missing characters (new rows drawn as at initialisation; the head is tied, so it grows with it).
-Copying letters by their position is what the model has to learn here, and a 4-layer, 64-wide
-model needs thousands of steps for it: the default 3,000 of batch 32 (5 minutes on one CPU core)
-reach 97% on the held-out instructions; a few hundred of batch 16 left it at 0%.
+(all but gpt.genres.TEST_PLAYS, the four that the classification examples can hold out) by
+gpt.pretrained.pretrained_base, which keeps the run in --base_dir and reuses it. Its vocabulary
+lacks '#', so the token table grows by the missing characters (new rows drawn as at
+initialisation; the head is tied, so it grows with it). Copying letters by their position is
+what the model has to learn here, and a 4-layer, 64-wide model needs thousands of steps for it:
+the default 3,000 of batch 32 (5 minutes on one CPU core) reach 97% on the held-out
+instructions; a few hundred of batch 16 left it at 0%.
 
     OPENBLAS_NUM_THREADS=1 python examples/finetune_instructions.py [--ckpt out/ckpt.npz] [--steps 3000]
 
@@ -57,16 +59,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small products: one BLAS t
 import numpy as np  # noqa: E402
 
 import minigrad  # noqa: E402
-from gpt.data import TEST_PLAYS, DataError, _plays_dir, default_corpus, markdown_play_to_text  # noqa: E402
+from gpt.data import DataError, default_corpus  # noqa: E402
+from gpt.genres import TEST_PLAYS  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
+from gpt.pretrained import pretrained_base  # noqa: E402
 from gpt.tokenizer import CharTokenizer  # noqa: E402
 from minigrad import nn  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
-
-try:
-    from finetune_classify import pretrained_gpt  # run as a script: examples/ is on sys.path
-except ImportError:  # imported as examples.finetune_instructions
-    from examples.finetune_classify import pretrained_gpt
 
 ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
           "request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
@@ -192,7 +191,7 @@ EPILOG = """times on a 2-core machine, one BLAS thread (the pretraining is skipp
   python examples/finetune_instructions.py                about 6 to 9 minutes (the README's run)"""
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", help="a checkpoint of `python -m gpt train` (character tokenizer); default: pretrain one")
@@ -208,30 +207,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.n_test < 1:
         ap.error(f"--n_test must be >= 1, got {args.n_test}")
+    return args
 
+
+def load_data(seed: int, n_test: int) -> tuple[str, dict[str, list[Example]], list[Example]]:
+    """The plays to pretrain on (without TEST_PLAYS), the training examples by task and the held-out
+    ones; a missing corpus is one line."""
     try:
-        plays = "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8"))
-                          for f in sorted(_plays_dir().rglob("*.md")) if f.stem not in TEST_PLAYS)
-        train_set, test_set = make_examples(args.seed, args.n_test)
+        return default_corpus(exclude=TEST_PLAYS), *make_examples(seed, n_test)
     except DataError as e:  # the default corpus is not installed: say how to, in one line
         sys.exit(f"error: {e}")
-    model, tok, origin = pretrained_gpt(args.ckpt, args.base_dir, plays, model=BASE, max_iters=args.pretrain_iters,
-                                        batch_size=8, eval_iters=5, warmup_iters=20, learning_rate=3e-3)
-    if not isinstance(tok, CharTokenizer):
-        raise ValueError("finetune_instructions: the checkpoint must use the character tokenizer (--tokenizer char)")
-    minigrad.manual_seed(args.seed)  # the new token rows: the same whether the base was just trained or loaded
-    everything = [e for examples in train_set.values() for e in examples] + test_set
-    tok = grow_vocab(model, tok, "".join(p + r for _, p, r in everything))
-    longest = max(len(p) + len(r) for _, p, r in everything)
+
+
+def fit_vocabulary(model: GPT, tok: CharTokenizer, examples: list[Example], seed: int) -> tuple[CharTokenizer, int]:
+    """grow_vocab by the examples' new characters (rows drawn with `seed`); the tokenizer and the
+    longest example, checked to fit block_size."""
+    minigrad.manual_seed(seed)  # the new token rows: the same whether the base was just trained or loaded
+    tok = grow_vocab(model, tok, "".join(p + r for _, p, r in examples))
+    longest = max(len(p) + len(r) for _, p, r in examples)
     if longest > model.config.block_size:
         raise ValueError(f"finetune_instructions: examples of {longest} characters exceed "
                          f"block_size {model.config.block_size}")
-    n_train = {task: len(examples) for task, examples in train_set.items()}
-    print(f"training examples {n_train}, {len(test_set)} held out; vocabulary {tok.vocab_size}; "
-          f"longest example {longest} characters")
-    before, _ = exact_match(model, tok, test_set)
-    print(f"exact match before fine-tuning: {before}")
+    return tok, longest
 
+
+def finetune(model: GPT, tok: CharTokenizer, train_set: dict[str, list[Example]], args: argparse.Namespace
+             ) -> tuple[list[float], float, float]:
+    """args.steps AdamW steps on batches whose rows draw their task uniformly: the losses, and the
+    seconds of the loop in wall-clock and CPU time."""
     opt = model.configure_optimizer(weight_decay=0.1, learning_rate=args.lr, betas=(0.9, 0.99))
     rng = np.random.default_rng(args.seed)
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -250,7 +253,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         losses.append(loss.item())
         if step % 250 == 0 or step == args.steps - 1:
             print(f"step {step}: loss on responses {loss.item():.4f}", flush=True)
-    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
+    return losses, time.perf_counter() - t0, time.process_time() - cpu0
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    plays, train_set, test_set = load_data(args.seed, args.n_test)
+    model, tok, origin = pretrained_base(plays, args.base_dir, args.ckpt, model=BASE, max_iters=args.pretrain_iters,
+                                         batch_size=8, eval_iters=5, warmup_iters=20, learning_rate=3e-3)
+    if not isinstance(tok, CharTokenizer):
+        raise ValueError("finetune_instructions: the checkpoint must use the character tokenizer (--tokenizer char)")
+    tok, longest = fit_vocabulary(model, tok, [e for ex in train_set.values() for e in ex] + test_set, args.seed)
+    n_train = {task: len(examples) for task, examples in train_set.items()}
+    print(f"training examples {n_train}, {len(test_set)} held out; vocabulary {tok.vocab_size}; "
+          f"longest example {longest} characters")
+    before, _ = exact_match(model, tok, test_set)
+    print(f"exact match before fine-tuning: {before}")
+    losses, seconds, cpu_seconds = finetune(model, tok, train_set, args)
     after, misses = exact_match(model, tok, test_set)
     print(f"exact match after fine-tuning ({args.steps} steps, {seconds:.0f} s): {after}")
     for _, prompt, _ in [next(e for e in test_set if e[0] == task) for task in TASKS]:  # one of each task

@@ -47,6 +47,33 @@ EPILOG = """times on a 2-core machine, with OPENBLAS_NUM_THREADS=1:
   python examples/sort_digits.py               about 9 s"""
 
 
+def train(model: GPT, iters: int, device: str, rng: np.random.Generator) -> float:
+    """iters + 1 AdamW steps on batches of 64 training lists; the seconds they took."""
+    opt = model.configure_optimizer(weight_decay=0.1, learning_rate=3e-3, betas=(0.9, 0.99))
+    t0 = time.perf_counter()
+    for it in range(iters + 1):
+        x, y = make_batch(rng, 64)
+        _, loss = model(minigrad.tensor(x, device=device), minigrad.tensor(y, device=device))
+        opt.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if it % 100 == 0:
+            print(f"iter {it:4d}  loss {loss.item():.4f}  ({time.perf_counter() - t0:.0f} s)")
+    return time.perf_counter() - t0
+
+
+def sort_held_out(model: GPT) -> tuple[int, int]:
+    """Greedy sorting of every held-out list: (how many come out exactly sorted, how many there are)."""
+    every = np.stack(np.meshgrid(*[np.arange(DIGITS)] * LENGTH, indexing="ij"), -1).reshape(-1, LENGTH)
+    problems = every[is_held_out(every)]  # lists the model has never seen
+    correct = 0
+    for p in problems:
+        out = generate(model, list(p), LENGTH, temperature=0.0)
+        correct += out[LENGTH:] == sorted(p.tolist())
+    return correct, len(problems)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,28 +86,11 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     cfg = GPTConfig(vocab_size=DIGITS, block_size=2 * LENGTH - 1, n_layer=2, n_head=4, n_embd=64)
     model = GPT(cfg).to(args.device)
-    opt = model.configure_optimizer(weight_decay=0.1, learning_rate=3e-3, betas=(0.9, 0.99))
-    t0 = time.perf_counter()
-    for it in range(args.iters + 1):
-        x, y = make_batch(rng, 64)
-        _, loss = model(minigrad.tensor(x, device=args.device), minigrad.tensor(y, device=args.device))
-        opt.zero_grad()
-        loss.backward()
-        clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if it % 100 == 0:
-            print(f"iter {it:4d}  loss {loss.item():.4f}  ({time.perf_counter() - t0:.0f} s)")
-    train_seconds = time.perf_counter() - t0
-
-    every = np.stack(np.meshgrid(*[np.arange(DIGITS)] * LENGTH, indexing="ij"), -1).reshape(-1, LENGTH)
-    problems = every[is_held_out(every)]  # lists the model has never seen
-    correct = 0
-    for p in problems:
-        out = generate(model, list(p), LENGTH, temperature=0.0)
-        correct += out[LENGTH:] == sorted(p.tolist())
-    print(f"held-out accuracy {correct / len(problems):.3f} ({correct}/{len(problems)} lists sorted exactly)")
-    print(json.dumps({"held_out_accuracy": round(correct / len(problems), 4), "sorted": int(correct),
-                      "held_out": len(problems), "iters": args.iters, "train_seconds": round(train_seconds, 1)}))
+    train_seconds = train(model, args.iters, args.device, rng)
+    correct, n = sort_held_out(model)
+    print(f"held-out accuracy {correct / n:.3f} ({correct}/{n} lists sorted exactly)")
+    print(json.dumps({"held_out_accuracy": round(correct / n, 4), "sorted": int(correct),
+                      "held_out": n, "iters": args.iters, "train_seconds": round(train_seconds, 1)}))
 
 
 if __name__ == "__main__":

@@ -463,7 +463,7 @@ EPILOG = """times on a 2-core machine, with OPENBLAS_NUM_THREADS=1:
   python examples/translate_numbers.py --beam 4 --plot PNG   about 16 minutes (the README's run, on a busy machine)"""
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--direction", choices=["both", *DIRECTIONS], default="both")
@@ -497,9 +497,13 @@ def main() -> None:
         ap.error("--minutes must be > 0 and --steps >= 1")
     if args.plot:
         require("matplotlib", "examples/translate_numbers.py --plot")  # now, not after the training
-
     if args.held_out is None:
         args.held_out = default_held_out(args.minutes, args.steps)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     held_out, is_held_out = split_numbers(args.held_out, args.seed)
     results, pictures = {}, []
     names = list(DIRECTIONS) if args.direction == "both" else [args.direction]

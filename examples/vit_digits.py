@@ -175,7 +175,7 @@ EPILOG = """times on a 2-core machine, with OPENBLAS_NUM_THREADS=1 (the baseline
   python examples/vit_digits.py --minutes 5 --plot PNG           about 5 minutes (the README's run)"""
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5.0, help="training time budget; the cosine ends with it")
@@ -196,25 +196,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.plot:
         require("matplotlib", f"{FEATURE} --plot")  # now, not after the training
+    return args
 
-    x_train, x_test, y_train, y_test = load_digits_split(args.seed)
-    base = baselines(x_train, x_test, y_train, y_test) if args.baselines else {}
-    if base:
-        print(f"baselines on the same split: logistic regression {base['logreg_accuracy']:.4f}, "
-              f"MLP {base['mlp_accuracy']:.4f}")
 
-    minigrad.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    model = ViT(8, args.patch_size, 10, args.d_model, args.n_head, args.n_layer).to(args.device)
+def adamw(model: ViT, lr: float) -> minigrad.optim.AdamW:
+    """AdamW with weight decay on the matrices only (not on biases, LayerNorm gains or [CLS])."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = minigrad.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                               lr=args.lr, betas=(0.9, 0.99))
-    n_params = sum(p.data.size for p in model.parameters())
-    print(f"ViT: {n_params:,} parameters, patches {args.patch_size}x{args.patch_size}, "
-          f"budget {f'{args.steps} steps' if args.steps else f'{args.minutes} min'}, "
-          f"{len(x_train)} train / {len(x_test)} test images")
+    return minigrad.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                                lr=lr, betas=(0.9, 0.99))
 
+
+def train(model: ViT, x_train: np.ndarray, y_train: np.ndarray, args: argparse.Namespace,
+          rng: np.random.Generator) -> tuple[int, float]:
+    """Shuffled batches of shifted images until the budget (args.steps, or args.minutes of wall-clock
+    time) or args.max_steps ends; warmup, then a cosine that reaches 0 with the budget. The steps
+    taken and the seconds."""
+    opt = adamw(model, args.lr)
     budget, warmup = 60.0 * args.minutes, 50
     t0 = time.perf_counter()
     step, order = 0, rng.permutation(len(x_train))
@@ -237,7 +235,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         step += 1
         if step % 200 == 0:
             print(f"step {step:5d}  loss {loss.item():.4f}  lr {lr:.2e}  ({elapsed:.0f} s)", flush=True)
-    train_seconds = time.perf_counter() - t0
+    return step, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    x_train, x_test, y_train, y_test = load_digits_split(args.seed)
+    base = baselines(x_train, x_test, y_train, y_test) if args.baselines else {}
+    if base:
+        print(f"baselines on the same split: logistic regression {base['logreg_accuracy']:.4f}, "
+              f"MLP {base['mlp_accuracy']:.4f}")
+
+    minigrad.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    model = ViT(8, args.patch_size, 10, args.d_model, args.n_head, args.n_layer).to(args.device)
+    n_params = sum(p.data.size for p in model.parameters())
+    print(f"ViT: {n_params:,} parameters, patches {args.patch_size}x{args.patch_size}, "
+          f"budget {f'{args.steps} steps' if args.steps else f'{args.minutes} min'}, "
+          f"{len(x_train)} train / {len(x_test)} test images")
+    step, train_seconds = train(model, x_train, y_train, args, rng)
 
     test_acc = accuracy(model, x_test, y_test)
     train_acc = accuracy(model, x_train, y_train)

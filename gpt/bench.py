@@ -6,8 +6,9 @@ frameworks (with --vs torch) take turns in blocks of `block` steps on the same
 batches and the same initial weights, so both see the same machine state; the
 first step of each block is not timed. Blocks, not single steps: each library
 keeps its own pool of threads, and a pool that has just worked spins for a
-while before it sleeps, stealing a core from the other library's next step
-(alternating single steps measured PyTorch at 110 ms instead of 38 ms here).
+while before it sleeps, stealing a core from the other library's next step: single
+alternating steps would time each library against the other's spinning threads
+(docs/results.md, speed, says by how much).
 Peak memory is measured in a fresh subprocess per framework: the peak resident
 set size, and its growth over the resident size once the model is built (the
 memory the steps themselves need). Sampling speed: 256 new tokens with and
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
+from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
@@ -36,6 +38,7 @@ from gpt.sample import generate
 from minigrad.backend import synchronize
 from minigrad.extras import require
 from minigrad.nn.utils import clip_grad_norm_
+from minigrad.speed import malloc_tuned, tune_malloc
 
 # Categories for --profile, by op name.
 CATEGORIES = {
@@ -51,9 +54,18 @@ def _batches(cfg: GPTConfig, batch_size: int, n: int, seed: int = 0) -> list[np.
     return [rng.integers(0, cfg.vocab_size, size=(batch_size, cfg.block_size + 1)) for _ in range(n)]
 
 
+def named_test_backend(device: str) -> ModuleType | None:
+    """minigrad's strict test backend (minigrad/testing/fakegpu.py) when `--device fakegpu` names
+    it, else None: the bench imports test code only when the user asks for it by name."""
+    if device == "fakegpu":
+        from minigrad.testing import fakegpu  # registers the device on import
+
+        return fakegpu
+    return None
+
+
 def minigrad_stepper(cfg: GPTConfig, batch_size: int, device: str) -> tuple[GPT, Callable[[np.ndarray], float], dict[str, float]]:
-    if device == "fakegpu":  # the strict test backend: --profile counts its array operations
-        from minigrad.testing import fakegpu  # noqa: F401  (registers the device)
+    named_test_backend(device)
     minigrad.set_default_dtype("float32")
     minigrad.manual_seed(0)
     model = GPT(cfg).to(device)
@@ -121,8 +133,12 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def memory_probe(framework: str, cfg_json: str, batch_size: int, device: str, steps: int) -> dict[str, float]:
-    """Run `steps` training steps of one framework in this (fresh) process; report memory in MB."""
+def memory_probe(framework: str, cfg_json: str, batch_size: int, device: str, steps: int,
+                 tuned_malloc: bool = False) -> dict[str, float]:
+    """Run `steps` training steps of one framework in this (fresh) process; report memory in MB.
+    tuned_malloc: as the timed process (speed.tune_malloc), since it changes what the steps hold."""
+    if tuned_malloc:
+        tune_malloc()
     cfg = GPTConfig(**json.loads(cfg_json))
     model, step, _ = minigrad_stepper(cfg, batch_size, device)
     if framework == "torch":
@@ -138,7 +154,7 @@ def memory_probe(framework: str, cfg_json: str, batch_size: int, device: str, st
 def _probe_subprocess(framework: str, cfg: GPTConfig, batch_size: int, device: str) -> dict[str, float]:
     code = (
         "import json, sys; from gpt.bench import memory_probe; "
-        f"print(json.dumps(memory_probe({framework!r}, {json.dumps(json.dumps(asdict(cfg)))}, {batch_size}, {device!r}, 5)))"
+        f"print(json.dumps(memory_probe({framework!r}, {json.dumps(json.dumps(asdict(cfg)))}, {batch_size}, {device!r}, 5, {malloc_tuned()})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -166,7 +182,9 @@ def gpt2_sampling(device: str = "cpu", pretrained: str | None = None, n_tokens: 
     n_tokens after a prompt_len-token prompt with the KV cache; tokens/s and this process's peak memory."""
     t0 = time.perf_counter()
     if pretrained:
-        model = GPT.from_pretrained(pretrained, device)
+        from gpt.hf import load_pretrained
+
+        model = load_pretrained(pretrained, device)
     else:
         minigrad.manual_seed(0)
         model = GPT(GPT2_SMALL).to(device)
@@ -212,8 +230,9 @@ def run_bench(cfg: GPTConfig, batch_size: int, device: str, iters: int, warmup: 
     result: dict[str, Any] = {"ms_per_iter": round(ms, 2), "tokens_per_s": round(tokens / ms * 1000, 1)}
     if profile:
         print_profile(timings, optim_total, sum(times["minigrad"]), len(times["minigrad"]))
-        if device == "fakegpu":
-            print_launches(step, batches[1])
+        fakegpu = named_test_backend(device)
+        if fakegpu is not None:
+            print_launches(fakegpu, step, batches[1])
     result.update(_probe_subprocess("minigrad", cfg, batch_size, device))
     if vs_torch:
         tms = statistics.median(times["torch"]) * 1000
@@ -265,11 +284,9 @@ def print_profile(timings: dict[str, float], optimizer_s: float, total_s: float,
         print(f"  {key:36s} {sec / total_s:6.1%}")
 
 
-def print_launches(step: Callable[[np.ndarray], float], batch: np.ndarray) -> None:
-    """On the strict test backend (--device fakegpu): the array operations of one step, each a
-    kernel launch on a GPU, and the times the step waits for the device."""
-    from minigrad.testing import fakegpu
-
+def print_launches(fakegpu: ModuleType, step: Callable[[np.ndarray], float], batch: np.ndarray) -> None:
+    """On the strict test backend (--device fakegpu, `named_test_backend`): the array operations of one
+    step, each a kernel launch on a GPU, and the times the step waits for the device."""
     with fakegpu.record() as rec:
         step(batch)
     print(f"array operations per step: {sum(rec.ops.values()):,}; device-to-host waits: {len(rec.syncs)}")

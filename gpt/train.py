@@ -16,6 +16,11 @@ ckpt.npz and raises TrainingInterrupted, whose message says where training
 stopped and how to resume; a second signal stops at once, saving nothing.
 Resuming drops the lines log.jsonl holds past the checkpoint's iteration.
 
+The step reads top to bottom in _train_loop; what surrounds it (Checkpoints, TrainLog,
+StopOnSignal and its vote, the folder's lock) sits below it, in small named pieces.
+train() and load_model() set minigrad's default dtype and seed for themselves only:
+the caller's come back on return.
+
 Read next: checkpoint.py (what a run saves), then sample.py.
 """
 from __future__ import annotations
@@ -30,7 +35,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -38,38 +43,39 @@ from tqdm import tqdm
 import minigrad
 from gpt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gpt.data import Batches, default_corpus, read_text
-from gpt.model import GPT, GPTConfig
+from gpt.model import GPT, GPTConfig, setting
 from gpt.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, bpe_max_vocab_size, encode_array, tokenizer_from_dict
 from minigrad import distributed
+from minigrad.backend import fork_rng
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import warmup_cosine
 
 
 @dataclass
 class TrainConfig:
-    data: str | None = None  # UTF-8 text file; None: the default corpus (Shakespeare's plays)
-    tokenizer: str = "char"  # "char" or "bpe"
-    bpe_vocab_size: int = 512  # vocabulary size when tokenizer is "bpe"
-    out_dir: str = "out"  # checkpoints and log.jsonl go here (one run at a time per folder)
-    device: str = "cpu"  # "cpu" (NumPy) or "cuda" (CuPy)
-    dtype: str = "float32"  # "float32" or "float64"
-    seed: int = 1337  # seeds init, data order, dropout and evaluation batches (>= 0)
-    batch_size: int = 12  # sequences per micro-batch (per process under mpiexec)
-    grad_accum: int = 1  # micro-batches per optimizer step
-    max_iters: int = 2000  # optimizer steps
-    learning_rate: float = 1e-3  # peak lr, reached after warmup
-    min_lr: float = 1e-4  # lr at the end of the cosine decay
-    warmup_iters: int = 100  # linear warmup steps
-    lr_decay_iters: int | None = None  # end of the cosine decay, >= warmup_iters (default: max_iters)
-    weight_decay: float = 0.1  # AdamW's, on >= 2-D weights only
-    beta1: float = 0.9  # AdamW's decay rate of the gradient's running mean, in [0, 1)
-    beta2: float = 0.99  # AdamW's decay rate of the squared gradient's running mean, in [0, 1)
-    grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
-    eval_interval: int = 250  # evaluate and checkpoint every this many steps
-    eval_iters: int = 20  # batches per split in each evaluation
-    log_interval: int = 10  # write a training-loss line to log.jsonl this often
-    resume: bool = False  # continue from out_dir/ckpt.npz (the CLI takes the run's settings from it)
-    progress: bool = True  # show a tqdm progress bar (when writing to a terminal)
+    data: str | None = setting(None, "UTF-8 text file; None: the default corpus (Shakespeare's plays)")
+    tokenizer: str = setting("char", '"char" or "bpe"')
+    bpe_vocab_size: int = setting(512, 'vocabulary size when tokenizer is "bpe"')
+    out_dir: str = setting("out", "checkpoints and log.jsonl go here (one run at a time per folder)")
+    device: str = setting("cpu", '"cpu" (NumPy) or "cuda" (CuPy)')
+    dtype: str = setting("float32", '"float32" or "float64"')
+    seed: int = setting(1337, "seeds init, data order, dropout and evaluation batches (>= 0)")
+    batch_size: int = setting(12, "sequences per micro-batch (per process under mpiexec)")
+    grad_accum: int = setting(1, "micro-batches per optimizer step")
+    max_iters: int = setting(2000, "optimizer steps")
+    learning_rate: float = setting(1e-3, "peak lr, reached after warmup")
+    min_lr: float = setting(1e-4, "lr at the end of the cosine decay")
+    warmup_iters: int = setting(100, "linear warmup steps")
+    lr_decay_iters: int | None = setting(None, "end of the cosine decay, >= warmup_iters (default: max_iters)")
+    weight_decay: float = setting(0.1, "AdamW's, on >= 2-D weights only")
+    beta1: float = setting(0.9, "AdamW's decay rate of the gradient's running mean, in [0, 1)")
+    beta2: float = setting(0.99, "AdamW's decay rate of the squared gradient's running mean, in [0, 1)")
+    grad_clip: float = setting(1.0, "max global gradient norm (0: no clipping)")
+    eval_interval: int = setting(250, "evaluate and checkpoint every this many steps")
+    eval_iters: int = setting(20, "batches per split in each evaluation")
+    log_interval: int = setting(10, "write a training-loss line to log.jsonl this often")
+    resume: bool = setting(False, "continue from out_dir/ckpt.npz (the CLI takes the run's settings from it)")
+    progress: bool = setting(True, "show a tqdm progress bar (when writing to a terminal)")
     model: GPTConfig = field(default_factory=GPTConfig)  # the architecture (vocab_size comes from the tokenizer)
 
     def __post_init__(self) -> None:
@@ -203,36 +209,6 @@ def truncate_log(path: Path, last_iter: int) -> None:
     os.replace(tmp, path)
 
 
-class StopOnSignal:
-    """While active, SIGINT and SIGTERM only set `signum`: training stops at the next step boundary.
-    The previous handlers come back at the first signal, so a second one acts at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopOnSignal:
-        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
-            for s in self.SIGNALS:
-                if signal.getsignal(s) is not signal.SIG_IGN:  # leave ignored signals ignored (nohup, &)
-                    self.previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        self._restore()
-
-    def _restore(self) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-        self.previous = {}
-
-    def __exit__(self, *exc: Any) -> None:
-        self._restore()
-
-
 def resume_command(out_dir: str | Path, processes: int = 1) -> str:
     mpiexec = f"mpiexec -n {processes} " if processes > 1 else ""
     return f"{mpiexec}python -m gpt train --out_dir {shlex.quote(str(out_dir))} --resume"
@@ -262,19 +238,6 @@ def evaluate(model: GPT, batches: Batches, cfg: TrainConfig, it: int,
             out[split] = float(np.mean(losses))
     model.train()
     return dict(zip(out, (comm or distributed.Single()).average(list(out.values()))))
-
-
-def _meta(cfg: TrainConfig, tok: Tokenizer, it: int, best_val: float, batches: Batches) -> dict[str, Any]:
-    return {
-        "format": "minigrad-gpt-checkpoint/1",
-        "train_config": asdict(cfg),
-        "model_config": asdict(cfg.model),
-        "iter": it,
-        "best_val": best_val,
-        "tokenizer": tok.to_dict(),
-        "data_rng": batches.state(),
-        "minigrad_rng": minigrad.backend.get_rng_state() if cfg.device == "cpu" else None,
-    }
 
 
 RUN_FIELDS = ("tokenizer", "bpe_vocab_size", "data", "dtype")  # with the model's: what a resumed run cannot change
@@ -315,155 +278,294 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train as configured; returns the final losses, iteration count, timing, and the trained
     model and tokenizer (for sampling right after). Raises TrainingInterrupted on SIGINT/SIGTERM.
     Under `mpiexec -n K`, K processes train one model together (see minigrad/distributed.py);
-    rank 0 alone prints and writes files."""
+    rank 0 alone prints and writes files. The caller's default dtype and random state are as they
+    were when it returns."""
     comm = distributed.communicator(cfg.device)
-    minigrad.set_default_dtype(cfg.dtype)
-    minigrad.manual_seed(cfg.seed)
-    out_dir = Path(cfg.out_dir)
-    ckpt_path = out_dir / "ckpt.npz"
-
-    meta = model_state = optim_state = None
-    if cfg.resume:
-        meta, model_state, optim_state = comm.broadcast_object(load_checkpoint(ckpt_path) if comm.rank == 0 else None)
-        diffs = resume_differences(meta, cfg)
-        if diffs:
-            raise CheckpointError(f"{ckpt_path} was written for another run: " + "; ".join(diffs)
-                                  + " (resume with the checkpoint's settings, or train into another out_dir)")
-        if cfg.max_iters <= meta["iter"]:
-            raise CheckpointError(f"{ckpt_path} is at iteration {meta['iter']} and max_iters is {cfg.max_iters}: "
-                                  f"nothing to train (pass a max_iters above {meta['iter']} to train further)")
-        check_model_state(model_state, str(ckpt_path))
-    lock = None
-    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
-    if comm.rank == 0:  # rank 0 alone writes files
-        out_dir.mkdir(parents=True, exist_ok=True)
-        lock = acquire_lock(out_dir)
-    try:
-        if comm.rank == 0:
-            for p in remove_leftover_temporaries(out_dir):
-                print(f"removed {p}, left half-written by a run that was killed while saving")
-        text = read_text(cfg.data) if cfg.data else default_corpus()
-        tok = tokenizer_from_dict(meta["tokenizer"]) if meta is not None else build_tokenizer(cfg, text)
-        return _train(cfg, text, tok, meta, model_state, optim_state, comm)
-    finally:
-        if lock is not None:
-            lock.unlink(missing_ok=True)
-            for d in created:  # a run that failed before writing anything leaves no empty folders
-                with contextlib.suppress(OSError):  # not empty: it holds the run's files
-                    d.rmdir()
+    with scoped_defaults(cfg.dtype, cfg.seed):
+        saved = load_for_resume(cfg, comm) if cfg.resume else None
+        with run_folder(Path(cfg.out_dir), comm.rank):
+            text = read_text(cfg.data) if cfg.data else default_corpus()
+            tok = tokenizer_from_dict(saved[0]["tokenizer"]) if saved else build_tokenizer(cfg, text)
+            return _train_loop(cfg, text, tok, saved, comm)
 
 
-def _train(cfg: TrainConfig, text: str, tok: Tokenizer, meta: dict[str, Any] | None,
-           model_state: dict[str, np.ndarray] | None, optim_state: dict[str, Any] | None,
-           comm: distributed.Communicator) -> dict[str, Any]:
-    out_dir = Path(cfg.out_dir)
-    ckpt_path = out_dir / "ckpt.npz"
+def _train_loop(cfg: TrainConfig, text: str, tok: Tokenizer, saved: Saved | None,
+                comm: distributed.Communicator) -> dict[str, Any]:
+    """nanoGPT's loop: set the lr; at intervals evaluate and checkpoint; then one step: get a batch,
+    forward, backward (grad_accum times), average the gradients over the ranks, clip, step, log."""
     cfg = replace(cfg, model=replace(cfg.model, vocab_size=tok.vocab_size))  # the caller's config stays as it was
     batches = Batches(encode_array(tok, text), cfg.model.block_size, cfg.batch_size, cfg.seed,
                       rank=comm.rank, world_size=comm.size, vocab_size=cfg.model.vocab_size)
-
     model = GPT(cfg.model).to(cfg.device)
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
-    start_iter, best_val = 0, math.inf
-    if meta is not None:
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optim_state)
-        start_iter, best_val = int(meta["iter"]), float(meta["best_val"])
-        batches.set_state(meta["data_rng"])
-        if meta.get("minigrad_rng") is not None:
-            minigrad.backend.set_rng_state(meta["minigrad_rng"])
-        if comm.rank == 0:
-            truncate_log(out_dir / "log.jsonl", start_iter)
-            print(f"resuming from iteration {start_iter} of {ckpt_path} (best val loss {best_val:.4f}), "
-                  f"training to {cfg.max_iters}", flush=True)
-    distributed.broadcast_parameters(optimizer, comm)
-
+    ckpt = Checkpoints(cfg, tok, batches, model, optimizer, comm.rank)
+    it = ckpt.restore(saved) if saved else 0
+    distributed.broadcast_parameters(optimizer, comm)  # every rank starts from rank 0's weights
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
-    tokens_per_iter = cfg.batch_size * cfg.grad_accum * cfg.model.block_size * comm.size
-    log = (out_dir / "log.jsonl" if comm.rank == 0 else Path(os.devnull)).open("a" if meta is not None else "w")
-    bar = tqdm(total=cfg.max_iters, initial=start_iter, disable=None if cfg.progress and comm.rank == 0 else True,
-               dynamic_ncols=True)
     losses: dict[str, float] = {}
-    t_train, t_start = 0.0, time.perf_counter()
-    saved_at = start_iter if meta is not None else -1  # the iteration ckpt.npz holds
-    stopping = False  # a signal came; under mpiexec, to any rank (the ranks vote at every step)
-    try:
-        # Overflow in a diverging run: the guard below names the iteration, instead of NumPy's warnings.
-        with StopOnSignal() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            it = start_iter
-            while True:
-                lr = warmup_cosine(it, cfg.learning_rate, cfg.warmup_iters, decay_iters, cfg.min_lr)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and it != saved_at:
-                    losses = evaluate(model, batches, cfg, it, comm)
-                    _write(log, {"iter": it, "train": losses["train"], "val": losses["val"]})
-                    if comm.rank == 0:  # rank 0 alone prints and writes checkpoints
-                        bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-                        state = (_meta(cfg, tok, it, min(best_val, losses["val"]), batches), model.state_dict(), optimizer.state_dict())
-                        if losses["val"] < best_val:
-                            save_checkpoint(out_dir / "best.npz", *state)
-                        save_checkpoint(ckpt_path, *state)
-                    best_val = min(best_val, losses["val"])
-                    saved_at = it
-                if it >= cfg.max_iters:
-                    break
-                if stopping or (comm.size == 1 and stop.signum is not None):  # Ctrl-C or SIGTERM: save, stop
-                    if saved_at != it and comm.rank == 0:
-                        save_checkpoint(ckpt_path, _meta(cfg, tok, it, best_val, batches), model.state_dict(),
-                                        optimizer.state_dict())
-                    signum = stop.signum or signal.SIGTERM
-                    raise TrainingInterrupted(f"{signal.Signals(signum).name}: stopped at iteration {it} of "
-                                              f"{cfg.max_iters}, saved {ckpt_path}; resume with: "
-                                              f"{resume_command(out_dir, comm.size)}", signum, it)
-                t0 = time.perf_counter()
-                # dropout masks from (seed, rank, iteration) alone: each rank its own, and the same again
-                # after a resume on any device (CuPy's generator state cannot be saved; integers can)
-                minigrad.manual_seed(distributed.rank_seed(cfg.seed, comm.rank, it))
-                optimizer.zero_grad(set_to_none=False)  # zero views into the flat buffers: backward adds into them
-                loss_sum = 0.0
-                for _ in range(cfg.grad_accum):
-                    _, loss = model(*batches.sample("train", cfg.device))
-                    (loss / cfg.grad_accum).backward()
-                    loss_sum = loss_sum + loss.data  # on the device: read once per step (a read waits for the GPU)
-                t_comm = time.perf_counter()
-                distributed.allreduce_grads(optimizer, comm)  # every rank: the mean gradient of the global batch
-                t_comm = time.perf_counter() - t_comm
-                norm = clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # the norm; clipped unless grad_clip is 0
-                train_loss, signalled = comm.average([float(loss_sum) / cfg.grad_accum, float(stop.signum is not None)])
-                stopping = signalled > 0
-                if not (math.isfinite(train_loss) and math.isfinite(norm)):
-                    raise TrainingDiverged(
-                        f"iteration {it}: loss {train_loss}, gradient norm {norm}: stopping; "
-                        f"the last good checkpoint is {ckpt_path} (try a lower learning_rate)"
-                    )
-                optimizer.step()
-                dt = time.perf_counter() - t0
-                t_train += dt
-                it += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_iter / dt:,.0f}")
-                if it % cfg.log_interval == 0:
-                    comm_ms = {"allreduce_ms": t_comm * 1000} if comm.size > 1 else {}
-                    _write(log, {"iter": it, "loss": train_loss, "lr": lr, "grad_norm": norm, "ms": dt * 1000,
-                                 "tokens_per_s": tokens_per_iter / dt, **comm_ms})
-    finally:
-        bar.close()
-        log.close()
-    return {"iter": it, "losses": losses, "best_val": best_val, "train_seconds": t_train,
+    t_start = time.perf_counter()
+    # overflow in a diverging run: check_finite names the iteration, instead of NumPy's warnings
+    with TrainLog(cfg, comm, it, resumed=saved is not None) as log, StopOnSignal(comm) as stop, \
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        while True:
+            lr = warmup_cosine(it, cfg.learning_rate, cfg.warmup_iters, decay_iters, cfg.min_lr)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and it != ckpt.saved_at:
+                losses = evaluate(model, batches, cfg, it, comm)
+                log.evaluation(it, losses)
+                ckpt.save(it, losses["val"])
+            if it >= cfg.max_iters:
+                break
+            if stop.requested:  # Ctrl-C or SIGTERM (under mpiexec: to any rank, by the vote): save, stop
+                ckpt.save(it)
+                raise stop.interrupted(it, cfg.max_iters, ckpt.path)
+            t0 = time.perf_counter()
+            # dropout masks from (seed, rank, iteration) alone: each rank its own, and the same again
+            # after a resume on any device (CuPy's generator state cannot be saved; integers can)
+            minigrad.manual_seed(distributed.rank_seed(cfg.seed, comm.rank, it))
+            optimizer.zero_grad(set_to_none=False)  # zero views into the flat buffers: backward adds into them
+            loss_sum = 0.0
+            for _ in range(cfg.grad_accum):
+                _, loss = model(*batches.sample("train", cfg.device))
+                (loss / cfg.grad_accum).backward()
+                loss_sum = loss_sum + loss.data  # on the device: read once per step (a read waits for the GPU)
+            t_allreduce = timed(distributed.allreduce_grads, optimizer, comm)  # every rank: the global mean gradient
+            norm = clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # the norm; clipped unless grad_clip is 0
+            train_loss = stop.average_and_vote(float(loss_sum) / cfg.grad_accum)  # over the ranks; did a signal come?
+            check_finite(it, train_loss, norm, ckpt.path)
+            optimizer.step()
+            it += 1
+            log.step(it, train_loss, lr, norm, time.perf_counter() - t0, t_allreduce)
+    return {"iter": it, "losses": losses, "best_val": ckpt.best_val, "train_seconds": log.train_seconds,
             "wall_seconds": time.perf_counter() - t_start, "model": model, "tokenizer": tok, "rank": comm.rank}
 
 
-def _write(log: Any, record: dict[str, Any]) -> None:
+# ---- the machinery around the loop --------------------------------------------------------------
+
+Saved = tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]  # a checkpoint: meta, model, optimizer
+
+
+@contextlib.contextmanager
+def scoped_defaults(dtype: str, seed: int | None = None) -> Iterator[None]:
+    """minigrad's default dtype (and, given a seed, its random generators) set for the code inside
+    only: the caller's default dtype and random state come back on exit."""
+    callers_dtype = minigrad.get_default_dtype()
+    with fork_rng():
+        minigrad.set_default_dtype(dtype)
+        try:
+            if seed is not None:
+                minigrad.manual_seed(seed)
+            yield
+        finally:
+            minigrad.set_default_dtype(callers_dtype)
+
+
+def load_for_resume(cfg: TrainConfig, comm: distributed.Communicator) -> Saved:
+    """out_dir/ckpt.npz (rank 0 reads it, every rank gets it), refused if cfg is another run's
+    or has nothing left to train."""
+    ckpt_path = Path(cfg.out_dir) / "ckpt.npz"
+    meta, model_state, optim_state = comm.broadcast_object(load_checkpoint(ckpt_path) if comm.rank == 0 else None)
+    diffs = resume_differences(meta, cfg)
+    if diffs:
+        raise CheckpointError(f"{ckpt_path} was written for another run: " + "; ".join(diffs)
+                              + " (resume with the checkpoint's settings, or train into another out_dir)")
+    if cfg.max_iters <= meta["iter"]:
+        raise CheckpointError(f"{ckpt_path} is at iteration {meta['iter']} and max_iters is {cfg.max_iters}: "
+                              f"nothing to train (pass a max_iters above {meta['iter']} to train further)")
+    check_model_state(model_state, str(ckpt_path))
+    return meta, model_state, optim_state
+
+
+@contextlib.contextmanager
+def run_folder(out_dir: Path, rank: int) -> Iterator[None]:
+    """out_dir made, locked (train.lock) and cleared of a killed run's half-written files for the
+    run inside; on exit the lock goes, and so do the folders made here if the run wrote nothing.
+    Rank 0 alone touches files."""
+    if rank != 0:
+        yield
+        return
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = acquire_lock(out_dir)
     try:
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-    except OSError as e:  # a full disk: say which file
-        raise OSError(e.errno, f"could not write {log.name!r} ({e.strerror or e})") from None
+        for p in remove_leftover_temporaries(out_dir):
+            print(f"removed {p}, left half-written by a run that was killed while saving")
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        for d in created:  # a run that failed before writing anything leaves no empty folders
+            with contextlib.suppress(OSError):  # not empty: it holds the run's files
+                d.rmdir()
+
+
+class Checkpoints:
+    """out_dir/ckpt.npz (the last evaluation's state, or where a signal stopped) and best.npz (the
+    lowest val loss yet): the model, the optimizer, both configs, the iteration, the RNG states and
+    the tokenizer. Every rank keeps best_val and saved_at, so all decide alike; rank 0 alone writes."""
+
+    def __init__(self, cfg: TrainConfig, tok: Tokenizer, batches: Batches, model: GPT,
+                 optimizer: minigrad.optim.Optimizer, rank: int) -> None:
+        self.cfg, self.tok, self.batches, self.rank = cfg, tok, batches, rank
+        self.model, self.optimizer = model, optimizer
+        self.path = Path(cfg.out_dir) / "ckpt.npz"
+        self.best_val = math.inf
+        self.saved_at = -1  # the iteration ckpt.npz holds
+
+    def restore(self, saved: Saved) -> int:
+        """The run as the checkpoint left it (weights, optimizer, data order, CPU random state, best
+        val loss); returns its iteration."""
+        meta, model_state, optim_state = saved
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(optim_state)
+        self.batches.set_state(meta["data_rng"])
+        if meta.get("minigrad_rng") is not None:
+            minigrad.backend.set_rng_state(meta["minigrad_rng"])
+        self.saved_at, self.best_val = int(meta["iter"]), float(meta["best_val"])
+        if self.rank == 0:
+            print(f"resuming from iteration {self.saved_at} of {self.path} (best val loss {self.best_val:.4f}), "
+                  f"training to {self.cfg.max_iters}", flush=True)
+        return self.saved_at
+
+    def save(self, it: int, val: float = math.inf) -> None:
+        """ckpt.npz at iteration `it` unless it holds that one already, and best.npz too when `val`
+        (an evaluation's val loss) is the lowest yet. Atomic (checkpoint.py): a crash while saving
+        leaves the previous file whole."""
+        if it == self.saved_at:
+            return
+        improved, self.best_val = val < self.best_val, min(self.best_val, val)
+        if self.rank == 0:
+            state = (self.meta(it), self.model.state_dict(), self.optimizer.state_dict())
+            if improved:
+                save_checkpoint(self.path.with_name("best.npz"), *state)
+            save_checkpoint(self.path, *state)
+        self.saved_at = it
+
+    def meta(self, it: int) -> dict[str, Any]:
+        return {
+            "format": "minigrad-gpt-checkpoint/1",
+            "train_config": asdict(self.cfg),
+            "model_config": asdict(self.cfg.model),
+            "iter": it,
+            "best_val": self.best_val,
+            "tokenizer": self.tok.to_dict(),
+            "data_rng": self.batches.state(),
+            "minigrad_rng": minigrad.backend.get_rng_state() if self.cfg.device == "cpu" else None,
+        }
+
+
+class TrainLog:
+    """What a run reports: log.jsonl (rank 0's; the other ranks write to os.devnull), the tqdm bar
+    and the evaluation lines; it also sums the steps' seconds for train()'s result."""
+
+    def __init__(self, cfg: TrainConfig, comm: distributed.Communicator, start_iter: int, resumed: bool) -> None:
+        path = Path(cfg.out_dir) / "log.jsonl" if comm.rank == 0 else Path(os.devnull)
+        if resumed and comm.rank == 0:
+            truncate_log(path, start_iter)
+        self.rank, self.processes, self.log_interval = comm.rank, comm.size, cfg.log_interval
+        self.tokens_per_iter = cfg.batch_size * cfg.grad_accum * cfg.model.block_size * comm.size
+        self.train_seconds = 0.0
+        self.file = path.open("a" if resumed else "w")
+        shown = cfg.progress and comm.rank == 0
+        self.bar = tqdm(total=cfg.max_iters, initial=start_iter, disable=None if shown else True, dynamic_ncols=True)
+
+    def __enter__(self) -> TrainLog:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()
+        self.file.close()
+
+    def evaluation(self, it: int, losses: dict[str, float]) -> None:
+        self.write({"iter": it, "train": losses["train"], "val": losses["val"]})
+        if self.rank == 0:
+            self.bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+
+    def step(self, it: int, loss: float, lr: float, norm: float, seconds: float, allreduce_seconds: float) -> None:
+        """After step `it` (counted from 1): the bar moves on; every log_interval steps, a line."""
+        self.train_seconds += seconds
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{self.tokens_per_iter / seconds:,.0f}")
+        if it % self.log_interval == 0:
+            comm_ms = {"allreduce_ms": allreduce_seconds * 1000} if self.processes > 1 else {}
+            self.write({"iter": it, "loss": loss, "lr": lr, "grad_norm": norm, "ms": seconds * 1000,
+                        "tokens_per_s": self.tokens_per_iter / seconds, **comm_ms})
+
+    def write(self, record: dict[str, Any]) -> None:
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as e:  # a full disk: say which file
+            raise OSError(e.errno, f"could not write {self.file.name!r} ({e.strerror or e})") from None
+
+
+class StopOnSignal:
+    """While active, SIGINT and SIGTERM only set `signum`: training stops at the next step boundary.
+    The previous handlers come back at the first signal, so a second one acts at once. Under
+    mpiexec the ranks vote at every step (average_and_vote), so that all stop after the same one."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, comm: distributed.Communicator | None = None) -> None:
+        self.comm = comm or distributed.Single()
+        self.signum: int | None = None  # the signal that came to this process
+        self.voted = False  # by the last vote, a signal came to some rank
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
+            for s in self.SIGNALS:
+                if signal.getsignal(s) is not signal.SIG_IGN:  # leave ignored signals ignored (nohup, &)
+                    self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def average_and_vote(self, loss: float) -> float:
+        """The step's loss averaged over the ranks; in the same collective, the vote on stopping."""
+        loss, signalled = self.comm.average([loss, float(self.signum is not None)])
+        self.voted = signalled > 0
+        return loss
+
+    @property
+    def requested(self) -> bool:
+        """Stop now: by the vote, or at once when training alone (a signal during an evaluation too)."""
+        return self.voted or (self.comm.size == 1 and self.signum is not None)
+
+    def interrupted(self, it: int, max_iters: int, ckpt_path: Path) -> TrainingInterrupted:
+        signum = self.signum or signal.SIGTERM  # a rank the signal missed stops by the vote
+        resume = resume_command(ckpt_path.parent, self.comm.size)
+        return TrainingInterrupted(f"{signal.Signals(signum).name}: stopped at iteration {it} of {max_iters}, "
+                                   f"saved {ckpt_path}; resume with: {resume}", signum, it)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> float:
+    """The seconds fn(*args) took."""
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def check_finite(it: int, loss: float, norm: float, ckpt_path: Path) -> None:
+    """TrainingDiverged, before the optimizer step, when the loss or the gradient norm is not finite."""
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        raise TrainingDiverged(f"iteration {it}: loss {loss}, gradient norm {norm}: stopping; "
+                               f"the last good checkpoint is {ckpt_path} (try a lower learning_rate)")
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, Tokenizer, dict[str, Any]]:
-    """A trained model and its tokenizer from a checkpoint, ready for sampling."""
+    """A trained model and its tokenizer from a checkpoint, ready for sampling. The model is built in
+    the checkpoint's dtype; the caller's default dtype and random state stay as they were."""
     meta, model_state, _ = load_checkpoint(path)
     try:
         mcfg = GPTConfig(**meta["model_config"])
@@ -474,7 +576,7 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, Tokenizer, d
     if tok.vocab_size != mcfg.vocab_size:
         raise CheckpointError(f"checkpoint {str(path)!r}: tokenizer has {tok.vocab_size} tokens, model {mcfg.vocab_size}")
     check_model_state(model_state, f"checkpoint {str(path)!r}")
-    minigrad.set_default_dtype(dtype)
-    model = GPT(mcfg).to(device)
+    with scoped_defaults(dtype):  # the random initial weights are overwritten at once
+        model = GPT(mcfg).to(device)
     model.load_state_dict(model_state)
     return model, tok, meta

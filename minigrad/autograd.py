@@ -148,7 +148,7 @@ def _topological_order(root: Function | Tensor) -> list[Function | Tensor]:
 
 class SparseGrad:
     """A gradient kept in pieces until someone needs it whole: indexing's backward returns one
-    (ops/shape.py's Scatter), so the three pieces of q, k, v = qkv.split(...) fill one zero
+    (ops/shape.py's ScatteredGrad), so the three pieces of q, k, v = qkv.split(...) fill one zero
     array instead of three. The engine only adds them (`plus`) and densifies them (`to_array`)."""
 
     shape: tuple[int, ...]

@@ -13,12 +13,14 @@ Read next: testing/fakegpu.py, then the GPT: gpt/model.py.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import functools
 import os
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -245,3 +247,17 @@ def get_rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     generator("cpu").bit_generator.state = state
+
+
+@contextlib.contextmanager
+def fork_rng() -> Iterator[None]:
+    """As torch.random.fork_rng: inside, reseed and draw at will; on exit the global generators are
+    the caller's again, as they were. Draws inside continue the caller's CPU stream (from a copy);
+    a GPU generator cannot be copied (CuPy's state cannot be read), so there it starts from the last seed."""
+    global _seed, _generators
+    callers_seed, callers = _seed, _generators
+    _generators = {d: copy.deepcopy(g) for d, g in callers.items() if isinstance(g, np.random.Generator)}
+    try:
+        yield
+    finally:
+        _seed, _generators = callers_seed, callers

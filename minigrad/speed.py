@@ -5,7 +5,8 @@ Nothing here changes a result, only how fast it comes:
 - `chunks`: elementwise chains (GELU, the optimizers' updates) run on cache-sized pieces.
 - `library_erf`: the array library's own erf (SciPy's, CuPy's) where there is one, instead
   of ops/elementwise.py's portable series.
-- glibc's malloc is told at import to keep freed memory (`MINIGRAD_MALLOPT=0` turns it off).
+- `tune_malloc`: glibc's malloc keeps freed memory for the next step. Not done on import: a
+  program asks for it (`python -m gpt train` and `bench` do; `MINIGRAD_MALLOPT=0` says no).
 
 - `set_blas_threads`: how many threads BLAS runs matrix products on (the command line's
   `--threads`), by default as many as there are idle cores.
@@ -17,7 +18,7 @@ against PyTorch, which runs both on every core.
 
 Other speed tricks live beside the code they speed up, each saying what it bought: row and
 column sums as matrix products (ops/reduce.py), GELU keeping dy/dx (ops/elementwise.py),
-blocks of queries in attention (ops/attention.py), indexing's `Scatter` (ops/shape.py), the
+blocks of queries in attention (ops/attention.py), indexing's `ScatteredGrad` (ops/shape.py), the
 embedding's sorted sums (ops/embedding.py), `Function.reuse_saved` (autograd.py).
 
 Plain mode turns every trick that shapes a code path off, so that a debugger stepping through
@@ -42,8 +43,8 @@ twin (simple.py):
 Kept in both modes: temporaries one function writes twice under two names (attention's S
 becoming P, LayerNorm's centered becoming xhat, Adam's `tmp`), and `Function.retained_output`,
 which is no trick but what `retain_grad` needs. Results agree to rounding (tests/test_plain.py).
-The switch costs one call to `is_plain()` where a trick begins: 183 calls in a training step of
-the default GPT, some 12 microseconds of its 75 ms, too little for `python -m gpt bench` to see.
+The switch costs one call to `is_plain()` where a trick begins, a function that returns a global:
+about two hundred calls per training step, too few for `python -m gpt bench` to see (docs/results.md).
 
 Read next: the learner's tools: viz.py (the graph behind a tensor, drawn) with graph_layout.py,
 then exercises/ (write each backward yourself).
@@ -100,10 +101,10 @@ def chunks(a: Array) -> list[slice]:
     NumPy runs a chain like GELU's a line at a time, each line one pass over the array. On
     a whole (16, 256, 1536) activation (25 MB) every pass goes to main memory; on pieces of
     256K elements (1 MiB of float32) each line reads what the one before just wrote from
-    cache. Measured on 2 cores: GELU 24 -> 12 ms, AdamW on 10.8M parameters 36 -> 20 ms; 64K
-    to 512K elements all do about as well, smaller pieces pay more Python per piece. A GPU
-    fuses nothing this way and pays a launch per line per piece, so there the chain takes
-    the array whole."""
+    cache. The size is a trade: a piece must leave room in the cache for the chain's few
+    temporaries, and each piece costs a Python loop turn per line, so much smaller pieces
+    lose to the overhead (the timings: docs/results.md, speed). A GPU fuses nothing this way
+    and pays a launch per line per piece, so there the chain takes the array whole."""
     n = a.size
     step = n if _plain else CHUNK_ELEMENTS.get(backend_of_array(a).device) or n  # plain: the array whole
     return [slice(i, i + step) for i in range(0, n, max(step, 1))] or [slice(0, 0)]
@@ -130,26 +131,41 @@ def library_erf(xp: Any) -> Callable[[Array], Array] | None:
 # ---- malloc ------------------------------------------------------------------------
 
 
-def _keep_freed_memory() -> None:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+_malloc_tuned = False
 
-    A training step allocates and frees the same few hundred arrays every time. By default
-    glibc serves blocks over ~128 KiB with a fresh mmap and unmaps them on free, so each step
-    gets new pages from the kernel, zeroed and faulted in one by one: hundreds of thousands of
-    page faults, about 15% of a small model's step time. Serving blocks up to 32 MiB from the
-    heap and never trimming it lets the next step reuse the same pages."""
+
+def tune_malloc() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+    True if it did; False with `MINIGRAD_MALLOPT=0` in the environment, or without glibc.
+
+    It changes the whole process and cannot be undone, so importing minigrad never does it: a
+    program asks (`python -m gpt train` and `bench` do, gpt/cli.py). A training step allocates
+    and frees the same few hundred arrays every time. By default glibc serves blocks over
+    ~128 KiB with a fresh mmap and unmaps them on free, so each step gets new pages from the
+    kernel, zeroed and faulted in one by one. Serving blocks up to 32 MiB from the heap and
+    never trimming it lets the next step reuse the same pages. Measured on the default GPT of
+    `python -m gpt bench` (batch 12, one BLAS thread, 6 runs each, alternating): a step's page
+    faults 7,311 -> 2 and its CPU time 94 -> 82 ms (the kernel's share 10 -> 0 ms); the bench's
+    own ms per step, 11 alternating pairs on a busy 2-core machine, 0.86x the untuned median
+    (single pairs 0.48x to 1.9x: too noisy to say more); peak resident memory 83.2 -> 84.7 MB."""
+    global _malloc_tuned
     if os.environ.get("MINIGRAD_MALLOPT", "1") == "0" or not sys.platform.startswith("linux"):
-        return
+        return False
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (musl, ...): nothing to tune
-        return
+        return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     libc.mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's maximum
     libc.mallopt(m_trim_threshold, 2**30)
+    _malloc_tuned = True
+    return True
 
 
-_keep_freed_memory()
+def malloc_tuned() -> bool:
+    """Has this process called tune_malloc (with effect)? The bench asks, to measure memory in
+    a fresh process under the same settings."""
+    return _malloc_tuned
 
 
 # ---- BLAS threads ------------------------------------------------------------------
@@ -183,9 +199,8 @@ def set_blas_threads(threads: int) -> None:
 
     A BLAS thread without a core to itself does not just wait: OpenBLAS's threads spin until
     all of them are done with their shares of a product, so one thread that waits for a busy
-    core stalls the others. Measured on 2 cores, a step of the default GPT (README, "Two
-    commands"): 72 ms with one thread and 60 ms with two on an idle machine; with two other
-    CPU-bound processes running, 117 ms with one thread and 624 ms with two."""
+    core stalls the others, and a busy machine can make more threads far slower than one
+    (docs/results.md, speed, has the timings)."""
     from threadpoolctl import threadpool_limits
 
     if threads < 1:

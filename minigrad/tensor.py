@@ -207,8 +207,9 @@ class Tensor:
            copy: bool = False) -> Tensor:
         """This tensor in another dtype and/or on another device, as PyTorch's .to: each positional
         argument is a dtype, a device (a name or a minigrad.device) or a tensor (its dtype and device).
-        The dtype change is in the graph; the device move gives a leaf, with the grad moved too. Itself
-        if nothing changes (a copy with copy=True). non_blocking changes nothing here."""
+        Both changes are in the graph for a tensor that requires grad (the gradient flows back to this
+        device); otherwise the device move gives a leaf, with its grad moved too. Itself if nothing
+        changes (a copy with copy=True). non_blocking changes nothing here."""
         for a in args:
             if isinstance(a, Tensor):
                 dtype, device = a.dtype, a.device
@@ -218,6 +219,8 @@ class Tensor:
                 dtype = a
         out = self if dtype is None else elementwise.cast(self, dtype)
         if device is not None and get_backend(device).device != out.device:
+            if out.requires_grad and autograd.is_grad_enabled():  # in the graph, as PyTorch: grads flow back
+                return elementwise.ToDevice.apply(out, device=get_backend(device).device)
             moved = Tensor._make(to_device(out.data, device), out.requires_grad)
             if out.grad is not None:
                 moved.grad = out.grad.to(device)

@@ -62,7 +62,9 @@ def test_to_device_round_trip(device):
 def test_tensor_to_moves_data_and_grad(device):
     x = minigrad.tensor([1.0, 2.0], requires_grad=True)
     (x * x).sum().backward()
-    y = x.to(device)
+    assert x.to(device).is_leaf == (device == "cpu")  # a move in the graph, as PyTorch (a node, not a leaf)
+    with minigrad.no_grad():  # outside the graph: a new leaf, its grad moved with it
+        y = x.to(device)
     assert y.device == device and y.grad.device == device
     assert y.requires_grad and y.is_leaf
     np.testing.assert_array_equal(y.numpy(), [1.0, 2.0])

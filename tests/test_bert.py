@@ -19,7 +19,7 @@ sys.path.insert(0, str(EXAMPLES))
 
 from bert_shakespeare import BERT, IGNORE, CharVocab, add_typo, mask_tokens, typo_task  # noqa: E402
 
-from gpt.data import speeches  # noqa: E402
+from gpt.genres import speeches  # noqa: E402
 
 
 def randomize(model, seed: int = 0):

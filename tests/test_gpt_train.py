@@ -23,6 +23,7 @@ from gpt.cli import build_parser, main, make_train_config
 from gpt.model import GPT, GPTConfig
 from gpt.sample import generate
 from gpt.train import TrainConfig, TrainingDiverged, load_model, train
+from minigrad.backend import fork_rng
 
 TEXT = (
     "To be, or not to be, that is the question:\n"
@@ -144,14 +145,68 @@ def test_bad_train_configs(tmp_path, kw, match):
 
 
 def test_bpe_and_float64_training(tmp_path):
-    default_dtype = minigrad.get_default_dtype()
-    try:
-        cfg = config(tmp_path, tokenizer="bpe", bpe_vocab_size=280, dtype="float64", max_iters=4, eval_interval=2)
-        result = train(cfg)
-    finally:
-        minigrad.set_default_dtype(default_dtype)  # train() sets the default dtype for the whole process
+    cfg = config(tmp_path, tokenizer="bpe", bpe_vocab_size=280, dtype="float64", max_iters=4, eval_interval=2)
+    result = train(cfg)
     assert result["tokenizer"].vocab_size == 280
     assert {str(p.dtype) for p in result["model"].parameters()} == {"float64"}
+
+
+# ---- the caller's global state -------------------------------------------------------------------
+
+
+def draws_after(action) -> np.ndarray:
+    """The caller seeds, draws, calls `action`, draws again: the second draw, which action must not change."""
+    minigrad.manual_seed(5)
+    minigrad.randn(2)
+    action()
+    return minigrad.randn(4).numpy()
+
+
+def test_train_and_load_model_leave_the_callers_dtype_and_random_state(tmp_path):
+    """A float64 run and loading its checkpoint set the default dtype and reseed for themselves only."""
+    callers = draws_after(lambda: None)
+    ran = {}
+
+    def run() -> None:
+        ran.update(train(config(tmp_path, dtype="float64", dropout=0.1, max_iters=3)))
+
+    def load() -> None:
+        ran["loaded"], ran["tok"], _ = load_model(tmp_path / "out" / "ckpt.npz")
+
+    try:
+        after_train = draws_after(run)
+        assert minigrad.get_default_dtype() == np.float32
+        after_load = draws_after(load)
+        assert minigrad.get_default_dtype() == np.float32
+    finally:
+        minigrad.set_default_dtype(np.float32)  # should a check fail, the other tests still run in float32
+    np.testing.assert_array_equal(after_train, callers)
+    np.testing.assert_array_equal(after_load, callers)
+    for model in (ran["model"], ran["loaded"]):  # float64 models, sampled from with float32 the default
+        assert {p.dtype for p in model.parameters()} == {np.dtype("float64")}
+        for use_cache in (True, False):
+            assert len(generate(model, ran["tok"].encode("To be"), 4, seed=0, use_cache=use_cache)) == 9
+
+
+def test_train_takes_the_same_steps_whatever_the_caller_drew_before(tmp_path):
+    """The run seeds itself: a caller's earlier draws change nothing in it."""
+    train(config(tmp_path, dropout=0.1, max_iters=4, out_dir=str(tmp_path / "a")))
+    minigrad.manual_seed(99)
+    minigrad.randn(7)
+    train(config(tmp_path, dropout=0.1, max_iters=4, out_dir=str(tmp_path / "b")))
+    assert logged(tmp_path / "a", "loss") == logged(tmp_path / "b", "loss")
+
+
+def test_fork_rng_gives_the_callers_generators_back():
+    """As torch.random.fork_rng: inside, draws continue the caller's stream (from a copy), and a
+    reseed or draws there leave the caller's stream where it was."""
+    minigrad.manual_seed(3)
+    minigrad.rand(2)
+    with fork_rng():
+        inside = minigrad.rand(3).numpy()
+        minigrad.manual_seed(4)
+        minigrad.rand(5)
+    np.testing.assert_array_equal(minigrad.rand(3).numpy(), inside)
 
 
 # ---- the NaN guard ------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_diamond_sums_the_grads_of_both_paths(device):
 
 
 def test_grads_of_pieces_and_of_the_whole_add_up(device):
-    """Indexing's backward returns a Scatter (zero but at the index); pieces, repeated integer
+    """Indexing's backward returns a ScatteredGrad (zero but at the index); pieces, repeated integer
     indices and dense grads of one tensor must all be summed, in any order of arrival."""
     rng = np.random.default_rng(0)
     x0, w = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))

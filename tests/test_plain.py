@@ -21,7 +21,7 @@ from gpt.model import GPT, GPTConfig
 from minigrad import nn, optim, speed
 from minigrad.autograd import Function
 from minigrad.ops import attention, reduce
-from minigrad.ops.shape import Scatter
+from minigrad.ops.shape import ScatteredGrad
 
 DTYPES = [np.float64, np.float32]
 TOLERANCE = {np.float64: {"rtol": 1e-12, "atol": 1e-12}, np.float32: {"rtol": 2e-5, "atol": 2e-6}}
@@ -227,7 +227,7 @@ def test_chunks_is_one_piece():
 def test_indexing_gradient_is_dense(device):
     x = minigrad.tensor(rand(1, 3, 4), device=device, requires_grad=True)
     dout = minigrad.tensor(rand(2, 2, 4), device=device).data
-    assert isinstance(x[:2]._ctx.backward(dout)[0], Scatter)
+    assert isinstance(x[:2]._ctx.backward(dout)[0], ScatteredGrad)
     with minigrad.plain():
         (dx,) = x[:2]._ctx.backward(dout)
     assert type(dx) is type(x.data) and dx.shape == (3, 4)

@@ -28,7 +28,7 @@ TOLERATED_MISSING = {"minigrad/viz.py", "minigrad/exercises/__init__.py"}  # oth
 LEARNER_TOOLS = {"minigrad/graph_layout.py", "minigrad/viz.py", "minigrad/exercises/__init__.py"}  # after speed.py
 INDEX_FILES = {"minigrad/ops/__init__.py", "minigrad/nn/__init__.py", "minigrad/optim/__init__.py",
                "minigrad/utils/__init__.py"}
-NOT_STOPS = INDEX_FILES | {"gpt/__main__.py", "minigrad/testing/__init__.py", "minigrad/testing/cupy_api.py",
+NOT_STOPS = INDEX_FILES | {"gpt/__main__.py", "minigrad/testing/__init__.py",
                            "minigrad/nn/functional.py"}  # (minigrad.functional under PyTorch's path: an alias)
 PATH = re.compile(r"(?<![\w/.])((?:\.\./|[\w-]+/)*(?:[\w-]+\.py|[\w-]+/))(?=[\s,.;:)]|$)")
 

@@ -28,3 +28,18 @@ def test_train_flags_named_in_the_readme_exist(capsys):
     flags = {f for line in named for f in re.findall(r"--[a-z_]+", line)}
     flags -= {"--vs", "--profile", "--iters", "--warmup", "--json", "--prompt", "--ckpt"}  # bench and sample flags
     assert flags and all(f in help_text for f in flags), [f for f in flags if f not in help_text]
+
+
+def test_readme_snippet_prints_the_first_loss_its_comment_claims(capsys):
+    """The "Using it" snippet's comment names the first loss it prints: read from the README here, so the
+    number a reader sees and the number the code prints cannot drift apart."""
+    snippet = re.search(r"## Using it\n\n```python\n(.*?)```", PAGES["README.md"], re.S)[1]
+    claimed = re.search(r"print\(.*\)  # ([0-9.]+), then lower", snippet)[1]
+    exec(compile(snippet, "README.md", "exec"), {})
+    losses = re.findall(r"loss ([0-9.]+)", capsys.readouterr().out)
+    assert losses[0] == claimed, f"the README says {claimed}, the snippet prints {losses[0]}"
+    assert len(losses) == 5 and float(losses[-1]) < float(losses[0]) / 2  # "then lower as it fits the 8 points"
+
+
+def test_readme_names_the_tiny_shakespeare_download():
+    assert "raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt" in PAGES["README.md"]

@@ -438,7 +438,7 @@ def test_device_objects():
 def test_to_moves_and_casts(gpu_device):
     t = minigrad.tensor(x(2, 3), requires_grad=True)
     moved = t.to(minigrad.device(gpu_device))
-    assert moved.device == gpu_device and moved.is_leaf and moved.requires_grad
+    assert moved.device == gpu_device and not moved.is_leaf and moved.requires_grad  # in the graph, as PyTorch
     both = t.to(gpu_device, minigrad.float32)
     assert (both.device, both.dtype) == (gpu_device, np.float32)
     like = minigrad.tensor([1], device=gpu_device)
@@ -538,3 +538,19 @@ def test_multinomial_is_seeded():
 def test_multinomial_errors(probs, n, replacement, message):
     with pytest.raises(ValueError, match=message):
         minigrad.multinomial(minigrad.tensor(probs), n, replacement)
+
+
+def test_to_another_device_is_in_the_graph_as_pytorch():
+    """x.to(device) of a tensor that requires grad is a node whose backward moves the gradient back
+    (PyTorch's ToCopyBackward): before, it was a new leaf and x never got a gradient, silently."""
+    from minigrad.testing import fakegpu  # noqa: F401  (registers the strict test device)
+
+    x = minigrad.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    y = x.to("fakegpu")
+    assert y.device == "fakegpu" and y._ctx is not None
+    dout = np.array([0.5, -1.5, 2.0], np.float32)
+    (y * y * minigrad.tensor(dout, device="fakegpu")).sum().backward()
+    assert x.grad.device == "cpu"
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy() * dout)
+    with minigrad.no_grad():  # outside the graph: a plain move, a leaf
+        assert x.to("fakegpu")._ctx is None

@@ -103,7 +103,7 @@ class MultiheadAttention(Module):
         """(attn_output shaped like query, attn_weights (N, L, S), or (N, H, L, S) with
         average_attn_weights=False, or None with need_weights=False)."""
         E, H, hd = self.embed_dim, self.num_heads, self.head_dim
-        self_attention, kv_same = query is key and key is value, key is value
+        self_attention, key_is_value = query is key and key is value, key is value
         unbatched = self._check_inputs(query, key, value)
         if unbatched:  # (L, E) -> (1, L, E)
             query, key, value = query[None], key[None], value[None]
@@ -117,8 +117,10 @@ class MultiheadAttention(Module):
                 "MultiheadAttention: is_causal=True is a hint that attn_mask is the causal mask, and needs attn_mask "
                 "(as PyTorch); make it with Transformer.generate_square_subsequent_mask(L)"
             )
-        # PyTorch trusts the hint where it can: no padding mask and no weights to return.
-        causal_fast = is_causal and key_padding_mask is None and not need_weights and L == S
+        # PyTorch trusts the hint where it can: no padding mask and no weights to return. Then the
+        # causal mask is the only mask: is_causal, not the mask, goes to scaled_dot_product_attention,
+        # whose blocks of queries then skip the keys they may not see (ops/attention.py).
+        causal_only = is_causal and key_padding_mask is None and not need_weights and L == S
 
         # in-projection: one product for self-attention, else W_q, W_k, W_v on their own inputs
         W, b = self.in_proj_weight, self.in_proj_bias
@@ -128,7 +130,7 @@ class MultiheadAttention(Module):
         else:
             bq, bkv = (b[:E], b[E:]) if b is not None else (None, None)
             q = F.linear(query, W[:E], bq).reshape(N, L, H, hd).transpose(1, 2)  # (N, H, L, hd)
-            if kv_same:
+            if key_is_value:
                 kv = F.linear(key, W[E:], bkv).reshape(N, S, 2, H, hd).permute(2, 0, 3, 1, 4)  # (2, N, H, S, hd)
                 k, v = kv[0], kv[1]
             else:
@@ -142,8 +144,8 @@ class MultiheadAttention(Module):
             weights = F.dropout(attention_weights_simple(q, k, mask), p)  # (N, H, L, S)
             o = weights @ v  # (N, H, L, hd)
         else:
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal_fast else mask, dropout_p=p,
-                                               is_causal=causal_fast)  # (N, H, L, hd)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal_only else mask, dropout_p=p,
+                                               is_causal=causal_only)  # (N, H, L, hd)
         out = self.out_proj(o.transpose(1, 2).reshape(N, L, E))  # (N, L, E)
         if weights is not None and average_attn_weights:
             weights = weights.mean(axis=1)  # (N, L, S)

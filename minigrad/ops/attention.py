@@ -43,10 +43,12 @@ from minigrad.ops.softmax import softmax
 from minigrad.speed import is_plain
 from minigrad.tensor import Tensor, check_same_device
 
-# Rows per block, per device; devices not listed take all queries as one block. Measured on the
-# CPU, 32 beat 16, 64 and 128 for T = 64 and T = 256. A GPU pays per kernel launch (some 10
-# microseconds each) more than for the masked triangle's wasted work: at T = 256 blocks of 32
-# made attention 1,344 of a step's 2,938 array operations, one block makes it 6 per layer.
+# Rows per block, per device; devices not listed take all queries as one block. Blocks of r rows do
+# (1 + r/T)/2 of the full square's work, so smaller blocks skip more of the masked triangle, but
+# each block adds a few dozen array operations (forward and backward), each paying Python's and
+# NumPy's call overhead, on smaller products that BLAS runs less well. 32 is the CPU's best trade
+# (docs/results.md, speed). A GPU pays a kernel launch per operation, which costs more there than
+# the wasted triangle's arithmetic: one block.
 QUERY_BLOCK: dict[str, int] = {"cpu": 32}
 
 _masks: dict[tuple[str, str], Any] = {}  # (array module, dtype) -> the largest square mask made so far
@@ -124,9 +126,10 @@ class ScaledDotProductAttention(Function):
         self.q, self.k, self.v, self.scale, self.dropmask = q, k, v, scale, dropmask
         M = xp.broadcast_to(mask[0], q.shape[:-1] + k.shape[-2:-1]) if mask else None  # (B, H, Tq, Tk), a view
         self.mask_shape = mask[0].shape if mask else None
-        # q, k, v usually arrive as strided views into one (B, T, 3C) array. The many small
-        # products below run faster on compact copies (measured: 15% of a T = 256 layer); they
-        # are made here and again in backward rather than kept, which would cost memory.
+        # q, k, v usually arrive as strided views into one (B, T, 3C) array: one head's rows lie 3C
+        # apart, so each of the many small products below would gather them from all over memory.
+        # Compact copies let BLAS read them in order; they are made here and again in backward
+        # rather than kept, which would cost memory (what they save: docs/results.md, speed).
         tq, tk = q.shape[-2], k.shape[-2]
         qs = xp.multiply(q, scale, out=xp.empty(q.shape, dtype=q.dtype))  # q * scale: (Tq, D) not (Tq, Tk)
         kt = xp.ascontiguousarray(k.swapaxes(-1, -2))  # K^T (B, H, D, Tk): faster in BLAS than a transposed view

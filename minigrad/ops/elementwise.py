@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from minigrad.autograd import Function
-from minigrad.backend import Array, get_array_module, get_default_dtype
+from minigrad.backend import Array, backend_of_array, get_array_module, get_default_dtype, to_device
 from minigrad.speed import chunks, is_plain, library_erf
 from minigrad.tensor import Tensor, as_operands, as_tensor, result_type
 
@@ -325,18 +325,18 @@ def _gelu_tanh_piece(x: Array, y: Array, dydx: Array | None) -> None:
     u += _GELU_C
     u *= x  # u = c (x + 0.044715 x^3)
     t = xp.tanh(u, out=u)  # t = tanh u (in u's buffer)
-    half_1pt = t + 1
-    half_1pt *= 0.5  # (1 + t)/2
-    xp.multiply(x, half_1pt, out=y)  # y = x (1 + t)/2
+    cdf = t + 1
+    cdf *= 0.5  # (1 + t)/2, the tanh form of Phi(x), the normal CDF
+    xp.multiply(x, cdf, out=y)  # y = x (1 + t)/2
     if dydx is None:
         return
     xp.multiply(t, t, out=t)
     sech2 = xp.subtract(1, t, out=t)  # 1 - t^2 = tanh'(u) (in t's buffer)
-    half_x_du = xp.multiply(x2, 3 * 0.044715 * _GELU_C / 2, out=x2)
-    half_x_du += _GELU_C / 2
-    half_x_du *= x  # x/2 du/dx, du/dx = c (1 + 3 * 0.044715 x^2) (in x2's buffer)
-    xp.multiply(sech2, half_x_du, out=dydx)
-    dydx += half_1pt  # dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx
+    x_du_dx_half = xp.multiply(x2, 3 * 0.044715 * _GELU_C / 2, out=x2)
+    x_du_dx_half += _GELU_C / 2
+    x_du_dx_half *= x  # x du/dx / 2, du/dx = c (1 + 3 * 0.044715 x^2) (in x2's buffer)
+    xp.multiply(sech2, x_du_dx_half, out=dydx)
+    dydx += cdf  # dy/dx = (1 + t)/2 + x (1 - t^2) du/dx / 2
 
 
 def _gelu_erf_piece(x: Array, y: Array, dydx: Array | None) -> None:
@@ -396,6 +396,16 @@ class Cast(Function):
     # y = x in another dtype  =>  dx = dout in x's dtype
     def backward(self, dout: Array) -> tuple[Array]:
         return (dout.astype(self.in_dtype),)
+
+
+class ToDevice(Function):
+    def forward(self, x: Array, device: str) -> Array:
+        self.in_device = backend_of_array(x).device
+        return to_device(x, device)
+
+    # y = x on another device  =>  dx = dout moved back to x's device (explicitly, through backend.to_device)
+    def backward(self, dout: Array) -> tuple[Array]:
+        return (to_device(dout, self.in_device),)
 
 
 def neg(x: Tensor) -> Tensor:

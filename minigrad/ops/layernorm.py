@@ -19,19 +19,20 @@ from minigrad.tensor import Tensor
 
 
 class LayerNorm(Function):
-    def forward(self, x: Array, *wb: Array, eps: float) -> Array:
+    def forward(self, x: Array, *weight_bias: Array, eps: float) -> Array:
+        # weight_bias: (), (weight,) or (weight, bias), each (C,): those layer_norm was given
         xp = get_array_module(x)
         mean = row_mean(x)  # (N, 1)
         centered = x - mean  # (N, C)
         var = row_dot_mean(centered, centered)  # (N, 1) mean((x - mean)^2)
         rstd = 1.0 / xp.sqrt(var + eps)  # (N, 1)
         xhat = xp.multiply(centered, rstd, out=centered)  # (N, C) (x - mean) * rstd, in centered's buffer
-        self.xhat, self.rstd, self.wb = xhat, rstd, wb
-        if not wb:
+        self.xhat, self.rstd, self.weight_bias = xhat, rstd, weight_bias
+        if not weight_bias:
             return xhat
-        y = xhat * wb[0]  # (N, C)
-        if len(wb) == 2:
-            y += wb[1]
+        y = xhat * weight_bias[0]  # (N, C)
+        if len(weight_bias) == 2:
+            y += weight_bias[1]
         return y
 
     # Backward, each line under the forward line it undoes (llm.c's layernorm_backward reads the same):
@@ -47,16 +48,16 @@ class LayerNorm(Function):
         xhat, rstd = self.xhat, self.rstd
         grads: list[Array | None] = [None]
         dxhat = dout
-        if self.wb:
+        if self.weight_bias:
             grads.append(col_dot(dout, xhat) if self.needs_grad[1] else None)  # dweight (C,)
-            if len(self.wb) == 2:
+            if len(self.weight_bias) == 2:
                 grads.append(col_sum(dout) if self.needs_grad[2] else None)  # dbias (C,)
-            dxhat = dout * self.wb[0]  # (N, C)
+            dxhat = dout * self.weight_bias[0]  # (N, C)
         if self.needs_grad[0]:
             dxhat_mean = row_mean(dxhat)  # (N, 1)
             dxhat_xhat_mean = row_dot_mean(dxhat, xhat)  # (N, 1)
             dx = dxhat - dxhat_mean  # terms 1 and 2, before the common factor rstd (N, C)
-            if self.reuse_saved and self.wb:  # xhat is ours alone (without weight it is the output too)
+            if self.reuse_saved and self.weight_bias:  # xhat is ours alone (without weight it is the output too)
                 term3 = get_array_module(xhat).multiply(xhat, dxhat_xhat_mean, out=xhat)  # (N, C) in xhat's buffer
             else:
                 term3 = xhat * dxhat_xhat_mean  # (N, C)

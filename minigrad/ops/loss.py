@@ -88,16 +88,17 @@ def class_weight(fn: str, weight: Any, input: Tensor, n_classes: int) -> Array |
 
 def target_weights(target: Array, n_classes: int, weight: Array | None, ignore_index: int,
                    dtype: Any) -> tuple[Array, Array]:
-    """(safe, w_t), both (M,): each row's class id made safe to index with (0 where ignored or out of
-    range), and the weight of its target: weight[t] (1 without weights), 0 where t == ignore_index, NaN
-    where t is out of range. The host refused those already (check_class_targets); on a GPU checking
-    would make the CPU wait for it, so there a bad target makes the loss NaN instead."""
+    """(target_col, w_t), both (M,): the column each row reads, its target t made safe to index with
+    (0 where ignored or out of range), and the weight of its target: weight[t] (1 without weights), 0
+    where t == ignore_index, NaN where t is out of range. The host refused those already
+    (check_class_targets); on a GPU checking would make the CPU wait for it, so there a bad target
+    makes the loss NaN instead."""
     xp = get_array_module(target)
     used = target != ignore_index
     in_range = (target >= 0) & (target < n_classes)
-    safe = xp.where(used & in_range, target, 0)
-    w_t = xp.ones(target.shape, dtype) if weight is None else weight[safe]
-    return safe, xp.where(used, xp.where(in_range, w_t, xp.nan), 0).astype(dtype, copy=False)
+    target_col = xp.where(used & in_range, target, 0)
+    w_t = xp.ones(target.shape, dtype) if weight is None else weight[target_col]
+    return target_col, xp.where(used, xp.where(in_range, w_t, xp.nan), 0).astype(dtype, copy=False)
 
 
 def mean_divisor(w_t: Array) -> Array:
@@ -116,9 +117,9 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, *, ignore_index: in
     x, ids, shape = classes_last("nll_loss", input, t)  # (M, V), (M,)
     m, c = x.shape
     check_class_targets("nll_loss", ids, c, ignore_index)
-    safe, w_t = target_weights(ids, c, class_weight("nll_loss", weight, input, c), ignore_index, input.dtype)
+    target_col, w_t = target_weights(ids, c, class_weight("nll_loss", weight, input, c), ignore_index, input.dtype)
     xp = get_array_module(ids)
-    picked = where(ids != ignore_index, x[xp.arange(m), safe], 0.0)  # (M,) log p of each target; 0 if ignored
+    picked = where(ids != ignore_index, x[xp.arange(m), target_col], 0.0)  # (M,) log p of each target; 0 if ignored
     loss = -picked * w_t  # (M,)
     if reduction == "none":
         return loss.reshape(shape)

@@ -100,8 +100,10 @@ def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
 
 
 # ---- row and column sums of arrays, for the fused ops' backwards ----------------------
-# Done as matrix-vector products (or einsum): BLAS runs them several times faster than
-# a.sum(axis) (measured: 4x for (4096, 384) on 2 cores), and no (N, C) temporary is written.
+# Sums (row_mean, col_sum) are matrix-vector products with a vector of ones: BLAS runs those on
+# every core, where a.sum(axis) is NumPy's loop on one. Sums of products (row_dot_mean, col_dot) go
+# through einsum, which multiplies and adds in one pass and never writes the (N, C) product a * b.
+# How much that saves: docs/results.md, speed.
 # Plain mode (speed.py) takes NumPy's own mean and sum instead, as each docstring reads.
 
 

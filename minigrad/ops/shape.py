@@ -74,14 +74,14 @@ class GetItem(Function):
     # y = x[index] gathers elements  =>  dx = zeros with dout scattered back to the same places.
     # With integer-array indices one element may be gathered several times: its gradient is the
     # sum of all of them, so the scatter uses add.at (a plain dx[index] = dout would keep only one).
-    # The zeros are made by Scatter, below, once for all the pieces of a split (in plain mode,
+    # The zeros are made by ScatteredGrad, below, once for all the pieces of a split (in plain mode,
     # speed.py, at once: the dense dx).
-    def backward(self, dout: Array) -> tuple[Array | Scatter]:
-        dx = Scatter(self.shape, self.dtype, [(self.index, dout, _is_advanced(self.index))])
+    def backward(self, dout: Array) -> tuple[Array | ScatteredGrad]:
+        dx = ScatteredGrad(self.shape, self.dtype, [(self.index, dout, _is_advanced(self.index))])
         return (dx.to_array() if is_plain() else dx,)
 
 
-class Scatter(SparseGrad):
+class ScatteredGrad(SparseGrad):
     """A gradient that is zero except at some indexed places: what indexing's backward returns.
 
     q, k, v = c_attn(x).split(...) (the GPT's attention) makes three GetItem ops. If each
@@ -95,8 +95,8 @@ class Scatter(SparseGrad):
         self.array_type = type(parts[0][1])
 
     def plus(self, other: Array | SparseGrad) -> Array | SparseGrad:
-        if isinstance(other, Scatter):
-            return Scatter(self.shape, self.dtype, self.parts + other.parts)
+        if isinstance(other, ScatteredGrad):
+            return ScatteredGrad(self.shape, self.dtype, self.parts + other.parts)
         return self.to_array(start=other)
 
     def to_array(self, start: Array | None = None) -> Array:

@@ -80,11 +80,11 @@ class CrossEntropy(Function):
         n, c = logits.shape
         eps = label_smoothing
         used = target != ignore_index  # (N,)
-        safe, w_t = target_weights(target, c, weight, ignore_index, logits.dtype)  # (N,) ids to read, their weights
+        target_col, w_t = target_weights(target, c, weight, ignore_index, logits.dtype)  # (N,) columns to read, weights
         shifted, lse = _log_sum_exp(logits, axis=1)  # (N, V), (N, 1)
         # log p of each row's target; an ignored row reads class 0, which may be -inf: replace it before
         # it meets its weight 0 (0 * -inf is NaN)
-        logp_target = xp.where(used, shifted[xp.arange(n), safe] - lse[:, 0], 0)  # (N,)
+        logp_target = xp.where(used, shifted[xp.arange(n), target_col] - lse[:, 0], 0)  # (N,)
         loss = -w_t * logp_target  # (N,)
         if eps:  # the target is (1 - eps) onehot + eps / V: mix in -sum_c w_c log p_c, over the classes
             if weight is None:
@@ -99,7 +99,8 @@ class CrossEntropy(Function):
         else:
             self.scale = used.astype(logits.dtype)
             out = loss if reduction == "none" else loss.sum()
-        self.p, self.safe, self.w_t, self.weight, self.eps = xp.exp(shifted - lse), safe, w_t, weight, eps  # p: (N, V)
+        self.p = xp.exp(shifted - lse)  # (N, V)
+        self.target_col, self.w_t, self.weight, self.eps = target_col, w_t, weight, eps
         return out
 
     # Each kept row n (t_n != ignore_index) has the target distribution q_n, times the classes' weights w
@@ -118,7 +119,7 @@ class CrossEntropy(Function):
             dlogits = p * ((1 - eps) * w_t + (eps / c) * w.sum())[:, None]
             if eps:
                 dlogits -= (eps / c) * w
-        dlogits[xp.arange(n), self.safe] -= (1 - eps) * w_t
+        dlogits[xp.arange(n), self.target_col] -= (1 - eps) * w_t
         dlogits *= (self.scale * dout)[:, None]
         return (dlogits,)
 

@@ -55,7 +55,7 @@ class ParamGroup(dict):
         super().__init__(params=params, **hyper)  # params: all, trainable or not
         self.state_names = state_names
         self.trainable: list[Tensor] = []  # those that required grad at the last build: in the buffers
-        self.mask: tuple[bool, ...] = ()  # p.requires_grad for each of params at the last build
+        self.requires_grad_at_build: tuple[bool, ...] = ()  # p.requires_grad for each of params at the last build
         self.flat: Any = None  # the trainable parameters, end to end (P,); None when there are none
         self.grad: Any = None  # their gradients (P,)
         self.state: dict[str, Any] = {}  # name -> (P,)
@@ -77,10 +77,10 @@ class ParamGroup(dict):
         """(Re)make the flat buffers over the parameters that require grad now, from their current
         values, on `device` if given; `state` (as param_state() gives it) is carried over, a parameter
         without state starts at zero. A gradient already there moves into the buffer; None stays None."""
-        self.mask = tuple(p.requires_grad for p in self["params"])
-        self.trainable = [p for p, trains in zip(self["params"], self.mask) if trains]
+        self.requires_grad_at_build = tuple(p.requires_grad for p in self["params"])
+        self.trainable = [p for p, trains in zip(self["params"], self.requires_grad_at_build) if trains]
         self.frozen_state = {}
-        for p, trains in zip(self["params"], self.mask):
+        for p, trains in zip(self["params"], self.requires_grad_at_build):
             if not trains and id(p) in state:  # copies: a view would keep the whole old buffer alive
                 kept = state[id(p)]
                 self.frozen_state[id(p)] = {n: a if n == "step" else to_device(a, device or p.device).copy()
@@ -142,13 +142,13 @@ class ParamGroup(dict):
             self.grad.fill(0)
         for p, gview in zip(self.trainable, self.grad_views):
             p.grad = Tensor._make(gview, False)  # each trainable grad a zero view: backward adds into the buffer
-        for p, trains in zip(self["params"], self.mask):
+        for p, trains in zip(self["params"], self.requires_grad_at_build):
             if not trains and p.grad is not None:
                 p.grad.data.fill(0)
 
     def follow_requires_grad(self) -> None:
         """Rebuild the buffers if a parameter was frozen or unfrozen since the last build."""
-        if tuple(p.requires_grad for p in self["params"]) != self.mask:
+        if tuple(p.requires_grad for p in self["params"]) != self.requires_grad_at_build:
             self.build(self.param_state())
 
     def sync(self) -> None:

@@ -7,7 +7,7 @@ Its arrays wrap NumPy arrays on the host and behave as strictly as CuPy's:
   as many positional ones) as CuPy's, arrays and `xp.random.default_rng()` generators
   only CuPy's methods and attributes, and a ufunc only the methods (reduce, accumulate,
   reduceat, outer, at) that CuPy supports for it. All of it is read from cupy_api.json,
-  which `python -m minigrad.testing.cupy_api` writes from an installed CuPy.
+  which `python tools/cupy_api.py` (outside the package) writes from an installed CuPy.
 - Where CuPy silently differs from NumPy it raises or does as CuPy does: an out-of-bounds
   integer index raises IndexError (CuPy would wrap it around), `add.reduceat` runs CuPy's
   algorithm (differences of a cumulative sum, far less precise in float32), and `ufunc.at`

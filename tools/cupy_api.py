@@ -1,6 +1,7 @@
-"""Writes cupy_api.json: what the installed CuPy offers, for the strict fakegpu backend to allow and nothing more.
+"""Writes minigrad/testing/cupy_api.json: what the installed CuPy offers, for the strict fakegpu
+backend to allow and nothing more. A maintainer's tool, kept out of the installed package:
 
-    python -m minigrad.testing.cupy_api   # needs `pip install cupy-cuda12x`; no GPU needed
+    python tools/cupy_api.py   # from the repository; needs `pip install cupy-cuda12x`; no GPU needed
 
 It records, from the package itself (importing CuPy works without a GPU; only making arrays
 fails): every public name of `cupy` and of `cupy.random`, `cupy.linalg` and `cupy.fft`; the
@@ -23,7 +24,7 @@ from typing import Any
 
 from minigrad.extras import exit_if_missing, require
 
-OUT = Path(__file__).with_name("cupy_api.json")
+OUT = Path(__file__).resolve().parents[1] / "minigrad" / "testing" / "cupy_api.json"  # where fakegpu reads it
 SUBMODULES = ("random", "linalg", "fft")
 UFUNC_METHODS = ("reduce", "accumulate", "reduceat", "outer", "at")
 
@@ -141,11 +142,11 @@ def describe_class(cls: type) -> dict[str, Any]:
 
 
 def main() -> None:
-    cupy = require("cupy", "python -m minigrad.testing.cupy_api")
+    cupy = require("cupy", "python tools/cupy_api.py")
 
     api = {
         "cupy_version": cupy.__version__,
-        "made_by": "python -m minigrad.testing.cupy_api",
+        "made_by": "python tools/cupy_api.py",
         "cupy": describe_namespace(cupy),
         **{f"cupy.{m}": describe_namespace(getattr(cupy, m)) for m in SUBMODULES},
         "ndarray": describe_class(cupy.ndarray),
