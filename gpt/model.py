@@ -194,6 +194,21 @@ class GPT(nn.Module):
         """idx (B, T) token ids -> (logits, loss). With targets (B, T): logits (B, T, V) and the mean
         cross-entropy. Without: logits for the last position only, (B, 1, V), and loss None.
         `cache` (one dict per layer) holds keys and values of earlier positions while sampling."""
+        x = self.hidden_states(idx, cache)  # (B, T, C)
+        B, T = x.shape[:2]
+        if targets is None:
+            return self.lm_head(x[:, -1:, :]), None  # (B, 1, V): only the next token is needed
+        t = targets if isinstance(targets, Tensor) else Tensor(targets, device=x.device)
+        if t.shape != (B, T):
+            raise ValueError(f"GPT: targets must have the shape of idx {(B, T)}, got {t.shape}")
+        logits = self.lm_head(x)  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(B * T, -1), t.reshape(B * T), ignore_index=-1)
+        return logits, loss
+
+    def hidden_states(self, idx: Any, cache: list[dict[str, Tensor]] | None = None) -> Tensor:
+        """idx (B, T) token ids -> the final LayerNorm's output (B, T, C): the transformer without its
+        LM head. forward puts the head on top; a reward model or a value head (gpt/reward.py,
+        gpt/ppo.py) puts its own."""
         if not isinstance(idx, Tensor):  # ids from the host: checked here, where that costs no wait for a GPU
             idx = Tensor(check_ids(np.asarray(idx), self.config.vocab_size, "GPT"), device=self.lm_head.weight.device)
         if idx.ndim != 2:
@@ -208,15 +223,7 @@ class GPT(nn.Module):
         x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache[i] if cache is not None else None)
-        x = self.transformer.ln_f(x)  # (B, T, C)
-        if targets is None:
-            return self.lm_head(x[:, -1:, :]), None  # (B, 1, V): only the next token is needed
-        t = targets if isinstance(targets, Tensor) else Tensor(targets, device=idx.device)
-        if t.shape != (B, T):
-            raise ValueError(f"GPT: targets must have the shape of idx {(B, T)}, got {t.shape}")
-        logits = self.lm_head(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(B * T, -1), t.reshape(B * T), ignore_index=-1)
-        return logits, loss
+        return self.transformer.ln_f(x)  # (B, T, C)
 
     def configure_optimizer(
         self, weight_decay: float, learning_rate: float, betas: tuple[float, float]

@@ -14,7 +14,7 @@ cache cannot slide), which keeps the cost per token low. Both give the same
 tokens as long as prompt + generated tokens fit in block_size.
 
 `stream` yields each token as it is drawn (the CLI prints text as it comes);
-`generate` collects them.
+`generate` collects them; `generate_batch` samples many equal-length prompts at once.
 
 Read next: hf.py (GPT-2's own weights), then minigrad/nn/lora.py (fine-tuning them).
 """
@@ -80,8 +80,15 @@ def stream(
 ) -> Iterator[int]:
     """Yield max_new_tokens sampled ids, one at a time, after the prompt's. Arguments are checked
     at the call, before the first token."""
+    check_sampling(model, prompt, max_new_tokens, temperature, top_k, top_p, seed)
+    return _stream(model, [int(t) for t in prompt], max_new_tokens, temperature, top_k, top_p, seed, use_cache)
+
+
+def check_sampling(model: GPT, prompt: Sequence[int], max_new_tokens: int, temperature: float,
+                   top_k: int | None, top_p: float | None, seed: int | None) -> None:
+    """One clear error for each bad sampling argument (generate, stream and generate_batch share it)."""
     cfg = model.config
-    if not prompt:
+    if not len(prompt):
         raise ValueError("generate: the prompt must hold at least one token")
     bad = [t for t in prompt if not 0 <= int(t) < cfg.vocab_size]
     if bad:
@@ -96,7 +103,6 @@ def stream(
         raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
     if seed is not None and seed < 0:
         raise ValueError(f"generate: seed must be a non-negative integer, got {seed}")
-    return _stream(model, [int(t) for t in prompt], max_new_tokens, temperature, top_k, top_p, seed, use_cache)
 
 
 def _stream(model: GPT, tokens: list[int], max_new_tokens: int, temperature: float, top_k: int | None,
@@ -122,6 +128,47 @@ def _stream(model: GPT, tokens: list[int], max_new_tokens: int, temperature: flo
                 yield tokens[-1]
     finally:
         model.train(was_training)
+
+
+def generate_batch(
+    model: GPT,
+    prompts: Any,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Equal-length prompts (B, T0) ids -> (B, T0 + max_new_tokens) ids, sampled together with the
+    KV cache: one forward pass per new token for the whole batch (PPO's rollouts, gpt/ppo.py).
+    Each step draws row 0, 1, ... in turn from one generator (`seed`, or a Generator to continue),
+    so a batch of one gives generate's tokens. The whole sequence must fit in block_size: no cropping."""
+    ids = np.asarray(prompts)
+    if ids.ndim != 2 or ids.shape[0] == 0 or ids.dtype.kind not in "iu":
+        raise ValueError(f"generate_batch: prompts must be (B, T0) integer token ids, B >= 1, got "
+                         f"{ids.dtype} array of shape {ids.shape}")
+    for row in ids:
+        check_sampling(model, row, max_new_tokens, temperature, top_k, top_p, seed if isinstance(seed, int) else None)
+    if ids.shape[1] + max_new_tokens > model.config.block_size:
+        raise ValueError(f"generate_batch: prompt ({ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) "
+                         f"exceeds block_size {model.config.block_size}")
+    rng = np.random.default_rng(seed)  # a Generator passes through unchanged
+    out = [ids.astype(np.int64)]  # (B, T0), then one (B, 1) column per new token
+    was_training = model.training
+    model.eval()
+    try:
+        with minigrad.no_grad():
+            cache: list[dict[str, Any]] = [{} for _ in range(model.config.n_layer)]
+            logits, _ = model(out[0], cache=cache)  # (B, 1, V): the prompts encoded once
+            for step in range(max_new_tokens):
+                last = logits.numpy()[:, -1]  # (B, V)
+                new = [rng.choice(last.shape[1], p=next_token_probs(row, temperature, top_k, top_p)) for row in last]
+                out.append(np.asarray(new, dtype=np.int64)[:, None])  # (B, 1)
+                if step + 1 < max_new_tokens:
+                    logits, _ = model(out[-1], cache=cache)  # one new position per row
+    finally:
+        model.train(was_training)
+    return np.concatenate(out, axis=1)  # (B, T0 + max_new_tokens)
 
 
 def default_prompt(tok: Any) -> list[int]:

@@ -103,6 +103,27 @@ def check_op(fn: Callable[..., Any], reference: Callable[..., Any], arrays: Sequ
         np.testing.assert_array_equal(x.numpy(), a)
 
 
+def matches_torch(mg: Callable[..., Any], th: Callable[..., Any], arrays: Sequence[np.ndarray], grads: Sequence[bool],
+                  device: str) -> tuple[Any, Any]:
+    """mg on minigrad tensors (on `device`) and th on torch tensors of the same float64 arrays: equal
+    values, and equal gradients of sum(out * u) for a random cotangent u, for the inputs marked in
+    `grads`. Returns both outputs, for further checks (dtype, shape)."""
+    torch = need("torch")
+    ours = [minigrad.tensor(a, device=device, requires_grad=g) for a, g in zip(arrays, grads)]
+    theirs = [torch.tensor(a, requires_grad=g) for a, g in zip(arrays, grads)]
+    out, expected = mg(*ours), th(*theirs)
+    assert out.shape == tuple(expected.shape)
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+    if any(grads):
+        cotangent = np.random.default_rng(0).standard_normal(out.shape)
+        out.backward(minigrad.tensor(cotangent, device=device))
+        expected.backward(torch.tensor(cotangent))
+        for a, b, g in zip(ours, theirs, grads):
+            if g:
+                np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-12)
+    return out, expected
+
+
 # ---- optional packages ----------------------------------------------------------------
 
 

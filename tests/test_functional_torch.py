@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import minigrad
 import minigrad.functional as F
 from minigrad import simple
-from helpers import arrays, check_op, make_array, need, shapes
+from helpers import arrays, check_op, make_array, matches_torch, need, shapes
 from test_simple import assert_twins
 
 torch = need("torch")
@@ -43,20 +43,8 @@ def run_both(inputs, mg, th, device):
     """Both libraries on the same inputs: values, dtypes, shapes and the gradients of sum(out * u) for a random u."""
     arrays = [i.array if isinstance(i, Const) else i for i in inputs]
     grads = [not isinstance(i, Const) and i.dtype.kind == "f" for i in inputs]
-    ours = [minigrad.tensor(a, device=device, requires_grad=g) for a, g in zip(arrays, grads)]
-    theirs = [torch.tensor(a, requires_grad=g) for a, g in zip(arrays, grads)]
-    out, expected = mg(*ours), th(*theirs)
-    assert out.shape == tuple(expected.shape)
+    out, expected = matches_torch(mg, th, arrays, grads, device)
     assert out.dtype == np.dtype(str(expected.dtype).removeprefix("torch."))
-    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-10, atol=1e-12)
-    if not any(grads):
-        return
-    cotangent = np.random.default_rng(0).standard_normal(out.shape)
-    out.backward(minigrad.tensor(cotangent, device=device))
-    expected.backward(torch.tensor(cotangent))
-    for a, b, g in zip(ours, theirs, grads):
-        if g:
-            np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
 W5 = np.array([0.5, 2.0, 1.0, 0.25, 3.0])  # a weight per class (5 classes)

@@ -6,7 +6,7 @@ import pytest
 
 import minigrad
 import minigrad.functional as F
-from helpers import make_array, need
+from helpers import make_array, matches_torch, need
 
 torch = need("torch")
 TF = torch.nn.functional
@@ -106,15 +106,4 @@ CASES = [
 
 @pytest.mark.parametrize("inputs, mg, th", CASES)
 def test_matches_torch(inputs, mg, th, device):
-    floats = [a.dtype.kind == "f" for a in inputs]
-    ours = [minigrad.tensor(a, device=device, requires_grad=f) for a, f in zip(inputs, floats)]
-    theirs = [torch.tensor(a, requires_grad=f) for a, f in zip(inputs, floats)]
-    out, expected = mg(*ours), th(*theirs)
-    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-10, atol=1e-12)
-
-    cotangent = np.random.default_rng(0).standard_normal(out.shape)
-    out.backward(minigrad.tensor(cotangent, device=device))
-    expected.backward(torch.tensor(cotangent))
-    for a, b, f in zip(ours, theirs, floats):
-        if f:
-            np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-12)
+    matches_torch(mg, th, inputs, [a.dtype.kind == "f" for a in inputs], device)

@@ -17,7 +17,8 @@ Parameters under their old names, so a pretrained state dict still loads, and
 Leaves out: LoRA for embeddings and convolutions, several adapters per layer,
 rank-stabilised scaling, QLoRA's quantised base weights (all in Hugging Face's peft).
 
-Read next: gpt/cli.py (the command line: train, sample, export to Hugging Face's layout, ...);
+Read next: gpt/logprobs.py (aligning a model with preferences: reward model, PPO, DPO), then
+gpt/cli.py (the command line: train, sample, export to Hugging Face's layout, ...);
 examples/finetune_classify.py fine-tunes GPT-2 with it.
 """
 from __future__ import annotations
