@@ -17,7 +17,7 @@ from gpt.preferences import (
     write_preferences,
 )
 
-CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n'Tis o'er; the lord's men speak."
+CORPUS = "Steward:\nHear me, and then speak.\n'Tis o'er; the lord's men are gone."  # a made-up play line
 
 
 def test_words_are_lowercased_runs_of_letters_and_apostrophes():
