@@ -27,7 +27,8 @@ As TRL's DPOTrainer (loss_type "sigmoid"): the implicit rewards are returned det
 margin r̂_chosen - r̂_rejected is what one logs (it should rise); the reference log-probabilities
 are computed once, without a graph (reference_logprob), since π_ref never changes.
 
-Read next: cli.py (the command line: train, sample, export, bench, plot).
+Read next: quantize.py, distill.py, prune.py (making a model smaller), t5.py (T5's text-to-text
+recipe), then cli.py (the command line: train, sample, export, bench, plot).
 """
 from __future__ import annotations
 

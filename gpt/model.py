@@ -10,7 +10,7 @@ is (3C, C)), so a nanoGPT state dict maps one to one. GPT-2's own checkpoints
 (Hugging Face layout, Conv1D weights transposed) load with gpt.hf.load_pretrained
 (hf.py imports this file, never the other way round).
 
-Read next: tokenizer.py, then data.py and train.py.
+Read next: moe.py (the MLP as a mixture of experts), then tokenizer.py, data.py and train.py.
 """
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ in blocks of QUERY_BLOCK rows and each block multiplies only the keys it may see
 T = 256 that is 9/16 of the work and memory of the full (T, T) square, and only the block
 on the diagonal needs the mask. Backward goes through the same blocks.
 
-Read next: ../functional.py, then ../nn/module.py.
+Read next: flash_attention.py (the same attention in tiles, memory O(T)), experts.py (a mixture of
+experts' dispatch and combine), quant.py (quantized weights), then ../functional.py and ../nn/module.py.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ only as long as the forward needs it.)
 Shapes: x, xhat, y, dout (..., C), N rows of C channels once the leading axes are flattened;
 weight, bias (C,); mean, rstd (..., 1), one per row. Below, (N, C) and (N, 1) name them so.
 
-Read next: embedding.py.
+Read next: rmsnorm.py (T5's norm: no mean, no bias), then embedding.py.
 """
 from __future__ import annotations
 
