@@ -12,8 +12,11 @@ The gold score: the fraction of a text's words that are real words of the traini
   check any score by eye.
 - It is exact and cheap: a set lookup per word, no fuzzy heuristics (a metre score would need a
   syllable counter, which guesses).
-- It can be gamed: "the the the" scores 1. That is the point of the KL leash to the reference
-  model in PPO and DPO, and a sample of it is what reward hacking looks like on this toy.
+- Counted plainly it can be gamed: "a a a a" scores 1. So with distinct=True (what
+  examples/align_shakespeare.py uses) a word counts only the first time it appears: "a a a a"
+  scores 1/4, as a reader would judge it. A policy that learns the repetition from a reward
+  model that never saw any (the base model does not repeat itself like that) is what reward
+  over-optimisation looks like on this toy: the learned reward rises, the gold score falls.
 
 Words, precisely: the text is lower-cased, and a word is a maximal run of letters a-z and
 apostrophes holding at least one letter ("'tis", "o'er" and "lord's" are one word each; digits,
@@ -55,10 +58,12 @@ def words(text: str) -> list[str]:
 
 class RealWordFraction:
     """The gold score: gold(text) = (number of words of text found in the vocabulary) / (number of
-    words of text), 0 for a text without words. The vocabulary is every word of the corpus."""
+    words of text), 0 for a text without words. The vocabulary is every word of the corpus.
+    distinct=True counts a real word only at its first appearance in the text."""
 
-    def __init__(self, corpus: str) -> None:
+    def __init__(self, corpus: str, distinct: bool = False) -> None:
         self.vocabulary = frozenset(words(corpus))
+        self.distinct = distinct
         if not self.vocabulary:
             raise ValueError("RealWordFraction: the corpus has no words (letters and apostrophes), "
                              "so no text could score above 0")
@@ -67,6 +72,8 @@ class RealWordFraction:
         ws = words(text)
         if not ws:
             return 0.0
+        if self.distinct:
+            return len(set(ws) & self.vocabulary) / len(ws)
         return sum(w in self.vocabulary for w in ws) / len(ws)
 
 

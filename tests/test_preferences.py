@@ -35,6 +35,13 @@ def test_gold_is_the_fraction_of_corpus_words():
         RealWordFraction("123 ...")
 
 
+def test_distinct_gold_counts_a_real_word_once():
+    plain, distinct = RealWordFraction(CORPUS), RealWordFraction(CORPUS, distinct=True)
+    assert plain("me me me me") == 1.0 and distinct("me me me me") == 0.25  # repetition games only the plain count
+    assert distinct("hear me speak") == 1.0
+    assert distinct("hear xq hear zz") == 0.25  # one distinct real word among four words
+
+
 def test_labels_follow_gold_order_when_sharp_and_bradley_terry_rate_when_noisy():
     gold = RealWordFraction(CORPUS)
     good, bad = "hear me speak", "hear xq zz"  # gold 1 and 1/3
