@@ -326,8 +326,7 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
 
 
 EPILOG = """times on a 2-core machine, one BLAS thread (the pretraining is skipped when --base_dir has it):
-  python examples/align_shakespeare.py --pretrain_iters 5 --pairs 64 --held_out_pairs 32 --rm_epochs 1 --ppo_iters 1 --rollout 16 --dpo_epochs 1 --eval_prompts 16 --seeds 0 --no-no_kl
-                                       about 10 s (the smallest run)
+  python examples/align_shakespeare.py --pretrain_iters 5 --pairs 32 --held_out_pairs 16 --rm_epochs 1 --ppo_iters 1 --rollout 8 --dpo_epochs 1 --eval_prompts 8 --seeds 0 --no-no_kl  about 8 s (the smallest run)
   python examples/align_shakespeare.py --plot docs/align_overoptimisation.png
                                        the README's run (docs/alignment.md gives its time)"""
 
@@ -340,12 +339,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pretrain_iters", type=int, default=1500, help="steps of the pretraining run without --ckpt")
     ap.add_argument("--base_dir", default="out/align_base", help="where the pretraining run (without --ckpt) is kept")
     ap.add_argument("--seeds", default="0,1", help="the seeds of every stage after the base, comma-separated")
-    ap.add_argument("--pairs", type=int, default=2000, help="training preference pairs")
+    ap.add_argument("--pairs", type=int, default=2500, help="training preference pairs")
     ap.add_argument("--held_out_pairs", type=int, default=500, help="pairs for the reward model's accuracy")
     ap.add_argument("--batch_size", type=int, default=32, help="pairs per step of the reward model and of DPO")
     ap.add_argument("--rm_epochs", type=int, default=2)
-    ap.add_argument("--rm_lr", type=float, default=1e-4)
-    ap.add_argument("--ppo_iters", type=int, default=60, help="PPO iterations (a rollout, then its epochs)")
+    ap.add_argument("--rm_lr", type=float, default=3e-4)
+    ap.add_argument("--ppo_iters", type=int, default=40, help="PPO iterations (a rollout, then its epochs)")
     ap.add_argument("--rollout", type=int, default=64, help="prompts per PPO rollout")
     ap.add_argument("--ppo_epochs", type=int, default=4)
     ap.add_argument("--ppo_minibatch", type=int, default=16)

@@ -21,9 +21,11 @@ Four runs, from the same pretrained weights, the same steps and data order:
     full        every parameter trains
     last_block  only the last transformer block, the final LayerNorm and the head
     lora        LoRA adapters (r, alpha) on every Linear of every block, and the head
+    qlora       the same adapters on the blocks' Linear layers quantized to NF4 (gpt.quantize): QLoRA
     scratch     every parameter trains, from random weights: what pretraining is worth
 
-Printed: a table of test accuracy, trainable parameters and seconds, then one JSON object.
+Printed: a table of test accuracy, trainable parameters and seconds, then one JSON object (qlora's
+entry adds the bytes of the model's weights as stored, NF4 base, and with the same base in float32).
 
     python examples/finetune_classify.py [--ckpt out/ckpt.npz] [--labels 500] [--split play]
 
@@ -49,6 +51,7 @@ from gpt.data import DataError  # noqa: E402
 from gpt.genres import genre_split  # noqa: E402
 from gpt.model import GPT, GPTConfig  # noqa: E402
 from gpt.pretrained import pretrained_base  # noqa: E402
+from gpt.quantize import quantize, weight_bytes  # noqa: E402
 from minigrad import nn  # noqa: E402
 from minigrad.nn.utils import clip_grad_norm_  # noqa: E402
 
@@ -120,7 +123,9 @@ def make_classifier(base_state: dict[str, np.ndarray] | None, config: GPTConfig,
         for m in (model.transformer.h[-1], model.transformer.ln_f, model.lm_head):
             for p in m.parameters():
                 p.requires_grad_(True)
-    elif mode == "lora":
+    elif mode in ("lora", "qlora"):
+        if mode == "qlora":
+            quantize(model, "nf4", skip=["lm_head"])  # the blocks' Linear layers to 4 bits; the new head trains
         nn.apply_lora(model, ["c_attn", "c_proj", "c_fc"], r=r, alpha=alpha)  # freezes everything else...
         for p in model.lm_head.parameters():
             p.requires_grad_(True)  # ...so the head is let back in
@@ -156,7 +161,7 @@ def finetune(model: GPT, x: np.ndarray, n: np.ndarray, y: np.ndarray, pool: str,
 
 # Peak learning rates: full fine-tuning at 1e-3 or more forgets what pretraining taught (measured:
 # it stayed at the majority class), while the frozen-base ways need a larger step for their few weights.
-LR = {"full": 3e-4, "last_block": 3e-3, "lora": 3e-3, "scratch": 1e-3}
+LR = {"full": 3e-4, "last_block": 3e-3, "lora": 3e-3, "qlora": 3e-3, "scratch": 1e-3}
 
 
 EPILOG = """times on a 2-core machine, one BLAS thread (the pretraining is skipped when --base_dir has it):
@@ -164,7 +169,7 @@ EPILOG = """times on a 2-core machine, one BLAS thread (the pretraining is skipp
   python examples/finetune_classify.py --pretrain_iters 600 --steps 300 --modes full
                                        about 2.5 minutes (the slow test's run)
   python examples/finetune_classify.py
-                                       about 12 minutes (the README's run: 3 of them pretraining)"""
+                                       about 15 minutes (the README's run: 3 of them pretraining)"""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -182,7 +187,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--r", type=int, default=8, help="LoRA rank")
     ap.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (the update is scaled by alpha / r)")
-    ap.add_argument("--modes", default="full,last_block,lora,scratch")
+    ap.add_argument("--modes", default="full,last_block,lora,qlora,scratch")
     ap.add_argument("--max_test", type=int, default=0, help="test on this many speeches drawn at random (0: all)")
     ap.add_argument("--seed", type=int, default=0, help="draws the labelled subset, the data order and --max_test")
     return ap.parse_args(argv)
@@ -201,6 +206,9 @@ def compare_modes(base: GPT, train: Labelled, test: Labelled, args: argparse.Nam
         acc = accuracy(model, *test, args.pool)
         print(f"{mode:>11} {acc:>9.3f} {n_params:>17,} {seconds:>8.1f}", flush=True)
         scores[mode] = {"accuracy": round(acc, 4), "trainable_params": n_params, "seconds": round(seconds, 1)}
+        if mode == "qlora":  # the weights' bytes as stored: NF4 base, and the same model with a float32 base
+            float_base = make_classifier(state, base.config, "lora", args.r, args.alpha)
+            scores[mode].update(weight_bytes=weight_bytes(model), float_weight_bytes=weight_bytes(float_base))
     return scores
 
 

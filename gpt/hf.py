@@ -158,8 +158,8 @@ def load_pretrained(path: str | Path, device: str = "cpu", dropout: float = 0.0)
 def save_pretrained(model: GPT, path: str | Path, tokenizer: Any = None) -> None:
     """Write `model` as a Hugging Face GPT-2 directory (config.json, model.safetensors, and the
     tokenizer's files if given) that transformers.GPT2LMHeadModel.from_pretrained and load_pretrained
-    load. Models GPT-2 cannot hold (sinusoidal positions, no biases, grouped-query attention) are
-    refused before anything is written."""
+    load. Models GPT-2 cannot hold (sinusoidal positions, no biases, grouped-query attention,
+    experts, a sliding window) are refused before anything is written."""
     save_file = require("safetensors.numpy", "writing model.safetensors").save_file
     cfg = model.config
     if cfg.n_kv_head not in (None, cfg.n_head):  # c_attn would hold C + 2 Hkv D rows where GPT-2 reads 3C
@@ -167,6 +167,16 @@ def save_pretrained(model: GPT, path: str | Path, tokenizer: Any = None) -> None
             f"grouped-query attention (n_kv_head={cfg.n_kv_head}, n_head={cfg.n_head}) cannot be exported: GPT-2's "
             "layout, which transformers and load_pretrained read, has one key/value head per query head "
             "(the model's own checkpoint, ckpt.npz, keeps it)"
+        )
+    if cfg.attn_window is not None:  # GPT-2 attends to every earlier token: the export would be another model
+        raise PretrainedError(
+            f"a sliding-window model (attn_window={cfg.attn_window}) cannot be exported: GPT-2 attends to every "
+            "earlier position (the model's own checkpoint, ckpt.npz, keeps it)"
+        )
+    if cfg.n_expert:  # GPT-2 has one MLP per block, where this model has a router and n_expert MLPs
+        raise PretrainedError(
+            f"a mixture of experts (n_expert={cfg.n_expert}) cannot be exported: GPT-2's layout has one MLP "
+            "per block (the model's own checkpoint, ckpt.npz, keeps it)"
         )
     if cfg.pos_encoding != "learned" or not cfg.bias:
         raise PretrainedError(

@@ -22,6 +22,7 @@ import numpy as np
 
 import minigrad
 import minigrad.functional as F
+from gpt.moe import MoE, aux_loss
 from minigrad import nn
 from minigrad.ops.embedding import check_ids
 from minigrad.tensor import Tensor
@@ -46,6 +47,17 @@ class GPTConfig:
     pos_encoding: str = setting("learned", '"learned" (GPT-2) or "sinusoidal" (the original transformer)')
     gelu: str = setting("tanh", "GELU's form: \"tanh\" (GPT-2's, faster here) or \"none\" (exact, nanoGPT's nn.GELU())")
     layer_norm_epsilon: float = setting(1e-5, "eps in every LayerNorm (GPT-2's config.json calls it so)")
+    attn_window: int | None = setting(None, "sliding-window attention: each position sees only the attn_window "
+                                            "latest positions, its own included (flash attention, tiles outside "
+                                            "the band skipped); None: full causal attention")
+    # a mixture of experts in place of each block's MLP (gpt/moe.py); n_expert 0 keeps the dense MLP
+    n_expert: int = setting(0, "experts per MoE layer (0: the dense MLP, GPT-2's)")
+    expert_top_k: int = setting(1, "experts per token: 1 (Switch) or 2 (GShard, Mixtral), at most n_expert")
+    expert_hidden: int | None = setting(None, "each expert's hidden width (None: 4 n_embd, the dense MLP's)")
+    capacity_factor: float = setting(1.25, "each expert takes at most ceil(capacity_factor * tokens * "
+                                           "expert_top_k / n_expert) tokens per batch while training; more are dropped")
+    router_aux_loss_coef: float = setting(0.01, "weight of the Switch load-balancing loss in the training loss")
+    router_z_loss_coef: float = setting(0.0, "weight of the router z-loss, mean(logsumexp(logits)^2) (ST-MoE: 0.001)")
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -64,6 +76,27 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: pos_encoding must be 'learned' or 'sinusoidal', got {self.pos_encoding!r}")
         if self.gelu not in ("tanh", "none"):
             raise ValueError(f"GPTConfig: gelu must be 'tanh' or 'none' (exact), got {self.gelu!r}")
+        if self.attn_window is not None and (not isinstance(self.attn_window, int) or isinstance(self.attn_window, bool)
+                                             or self.attn_window <= 0):
+            raise ValueError(f"GPTConfig: attn_window must be a positive integer (positions each one sees) or None, "
+                             f"got {self.attn_window!r}")
+        self.check_experts()
+
+    def check_experts(self) -> None:
+        if not isinstance(self.n_expert, int) or self.n_expert < 0:
+            raise ValueError(f"GPTConfig: n_expert must be a non-negative integer (0: dense MLP), got {self.n_expert!r}")
+        if not self.n_expert:
+            return
+        if not isinstance(self.expert_top_k, int) or not 1 <= self.expert_top_k <= self.n_expert:
+            raise ValueError(f"GPTConfig: expert_top_k ({self.expert_top_k!r}) must be between 1 and n_expert "
+                             f"({self.n_expert})")
+        if self.expert_hidden is not None and (not isinstance(self.expert_hidden, int) or self.expert_hidden <= 0):
+            raise ValueError(f"GPTConfig: expert_hidden must be a positive integer or None, got {self.expert_hidden!r}")
+        if not (self.capacity_factor > 0 and math.isfinite(self.capacity_factor)):
+            raise ValueError(f"GPTConfig: capacity_factor must be a positive number, got {self.capacity_factor!r}")
+        for name in ("router_aux_loss_coef", "router_z_loss_coef"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"GPTConfig: {name} must be >= 0, got {getattr(self, name)!r}")
 
 
 def repeat_kv(x: Tensor, groups: int) -> Tensor:
@@ -86,6 +119,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.window = config.attn_window
         self.n_kv_head = config.n_kv_head or config.n_head
         kv_size = self.n_kv_head * (config.n_embd // config.n_head)
         self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv_size, bias=config.bias)  # q, k, v
@@ -109,7 +143,13 @@ class CausalSelfAttention(nn.Module):
             cache["k"], cache["v"] = k, v  # only Hkv heads: the cache is H / Hkv times smaller
         k, v = repeat_kv(k, H // Hkv), repeat_kv(v, H // Hkv)  # (B, H, T_past + T, D)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, D)
+        if self.window is None:  # GPT-2's full causal attention
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, D)
+        elif p == 0.0:  # the band in tiles, those outside it skipped (with a cache: the T new queries' rows)
+            y = F.flash_attention(q, k, v, is_causal=True, window=self.window)  # (B, H, T, D)
+        else:  # flash attention has no exact dropout: the band as a (T, T_past + T) mask
+            band = F.sliding_window_mask(T, k.shape[2], self.window, device=x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=band, dropout_p=p)  # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, H, D) -> (B, T, C): heads side by side again
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
@@ -134,7 +174,7 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
-        self.mlp = MLP(config)
+        self.mlp = MoE(config) if config.n_expert else MLP(config)
 
     def forward(self, x: Tensor, cache: dict[str, Tensor] | None = None) -> Tensor:
         x = x + self.attn(self.ln_1(x), cache)  # (B, T, C)
@@ -192,7 +232,8 @@ class GPT(nn.Module):
         self, idx: Any, targets: Any = None, cache: list[dict[str, Tensor]] | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids -> (logits, loss). With targets (B, T): logits (B, T, V) and the mean
-        cross-entropy. Without: logits for the last position only, (B, 1, V), and loss None.
+        cross-entropy (in training mode with experts, plus their router losses: gpt/moe.py). Without:
+        logits for the last position only, (B, 1, V), and loss None.
         `cache` (one dict per layer) holds keys and values of earlier positions while sampling."""
         x = self.hidden_states(idx, cache)  # (B, T, C)
         B, T = x.shape[:2]
@@ -203,6 +244,8 @@ class GPT(nn.Module):
             raise ValueError(f"GPT: targets must have the shape of idx {(B, T)}, got {t.shape}")
         logits = self.lm_head(x)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(B * T, -1), t.reshape(B * T), ignore_index=-1)
+        if self.config.n_expert and self.training:  # the routers' balance (and z) losses, weighted: gpt/moe.py
+            loss = loss + aux_loss(self.transformer.h)
         return logits, loss
 
     def hidden_states(self, idx: Any, cache: list[dict[str, Tensor]] | None = None) -> Tensor:

@@ -58,6 +58,9 @@ class TorchBlock(tnn.Module):
 class TorchGPT(tnn.Module):
     def __init__(self, c: GPTConfig) -> None:
         super().__init__()
+        if c.n_expert or c.attn_window is not None:  # a twin without them would compute another model, silently
+            raise ValueError(f"TorchGPT: the PyTorch twin has no mixture of experts or sliding window "
+                             f"(n_expert={c.n_expert}, attn_window={c.attn_window})")
         self.config = c
         parts = dict(
             wte=tnn.Embedding(c.vocab_size, c.n_embd),

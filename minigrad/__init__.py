@@ -60,6 +60,7 @@ from minigrad.creation import (
 )
 from minigrad.ops.elementwise import exp, floor_divide, log, maximum, pow, remainder, sigmoid, sqrt, tanh, where
 from minigrad.ops.matmul import matmul
+from minigrad.ops.quant import fake_quantize_per_channel_affine
 from minigrad.ops.reduce import amax, amin, argmax, argmin, max, mean, min, std, sum, topk, var
 from minigrad.ops.shape import (
     cat,
@@ -122,6 +123,7 @@ __all__ = [
     "rand", "randn", "randint", "randperm", "multinomial", "manual_seed",
     "exp", "log", "sqrt", "tanh", "sigmoid", "pow", "abs", "square", "clamp", "clip", "maximum", "minimum",
     "floor_divide", "remainder", "where", "masked_fill", "matmul", "softmax", "log_softmax",
+    "fake_quantize_per_channel_affine",
     "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std", "topk",
     "reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "gather", "nonzero",
     "cat", "concat", "concatenate", "stack", "split", "tril", "triu",

@@ -37,10 +37,12 @@ from minigrad.ops.elementwise import (
     where,
 )
 from minigrad.ops.embedding import embedding
+from minigrad.ops.flash_attention import flash_attention, sliding_window_mask
 from minigrad.ops.layernorm import layer_norm
 from minigrad.ops.loss import binary_cross_entropy_with_logits, mse_loss, nll_loss
 from minigrad.ops.matmul import linear, matmul
 from minigrad.ops.reduce import amax, amin, max, mean, sum, var
+from minigrad.ops.rmsnorm import rms_norm
 from minigrad.ops.shape import broadcast_to, cat, concatenate, getitem, permute, reshape, split, stack, transpose
 from minigrad.ops.softmax import cross_entropy, log_softmax, softmax
 from minigrad.tensor import Tensor
@@ -53,7 +55,8 @@ __all__ = [
     "reshape", "permute", "transpose", "getitem", "concatenate", "cat", "stack", "split", "broadcast_to", "pad",
     "matmul", "linear",
     "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits",
-    "one_hot", "layer_norm", "embedding", "dropout", "scaled_dot_product_attention",
+    "one_hot", "layer_norm", "rms_norm", "embedding", "dropout", "scaled_dot_product_attention",
+    "flash_attention", "sliding_window_mask",
 ]
 
 

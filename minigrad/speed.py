@@ -30,6 +30,7 @@ twin (simple.py):
     trick                                  where                 in plain mode
     cache-sized pieces (`chunks`)          GELU, optimizers      one piece: the whole array
     blocks of queries (`QUERY_BLOCK`)      ops/attention.py      the same op in one block of all queries
+    tiles of keys (flash attention)        ops/flash_attention.py  the simple twin, the window as a mask
     GELU keeping dy/dx, `out=` buffers     ops/elementwise.py    the simple twin, simple.gelu (tanh or erf,
                                                                  products and sums, each its own backward)
     `reuse_saved`: backward writes into    autograd.py (GELU,    never: backward allocates its result

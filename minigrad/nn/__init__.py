@@ -20,6 +20,7 @@ from minigrad.nn.layers import (
     MSELoss,
     NLLLoss,
     ReLU,
+    RMSNorm,
     SiLU,
     Softplus,
     Tanh,
@@ -35,7 +36,7 @@ from minigrad.nn.transformer import (
 )
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear", "Embedding", "LayerNorm",
-           "Dropout", "GELU", "ReLU", "Tanh", "SiLU", "Softplus", "CrossEntropyLoss", "NLLLoss", "MSELoss",
+           "RMSNorm", "Dropout", "GELU", "ReLU", "Tanh", "SiLU", "Softplus", "CrossEntropyLoss", "NLLLoss", "MSELoss",
            "BCEWithLogitsLoss", "functional", "utils", "LoRALinear", "apply_lora", "lora_state_dict",
            "load_lora_state_dict", "merge_lora", "unmerge_lora", "MultiheadAttention", "TransformerEncoderLayer",
            "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder", "Transformer"]

@@ -1,4 +1,4 @@
-"""Layers: Linear, Embedding, LayerNorm, Dropout, GELU, ReLU, Tanh, SiLU, Softplus, with PyTorch's
+"""Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout, GELU, ReLU, Tanh, SiLU, Softplus, with PyTorch's
 layouts and initialisation; and the losses as modules (CrossEntropyLoss, NLLLoss, MSELoss, BCEWithLogitsLoss).
 
 Each layer holds its Parameters and calls one op from minigrad.functional.
@@ -89,6 +89,25 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps}"
+
+
+class RMSNorm(Module):
+    """Divide by the root mean square over the trailing dims normalized_shape, then * weight (starts
+    at 1), as torch.nn.RMSNorm; eps=None takes the input dtype's machine epsilon, as PyTorch. T5's norm."""
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float | None = None,
+                 elementwise_affine: bool = True) -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        _check_sizes("RMSNorm", **{f"normalized_shape[{i}]": n for i, n in enumerate(shape)})
+        self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
+        self.weight = _constant(1.0, *shape) if elementwise_affine else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
 class Dropout(Module):

@@ -14,8 +14,13 @@ it out again. The wrapped layer keeps the Linear's own `weight` and `bias`
 Parameters under their old names, so a pretrained state dict still loads, and
 `lora_state_dict` holds only the adapters (`...c_attn.lora_A`, `...lora_B`).
 
+QLoRA: on a layer that gpt/quantize.py has quantized (int8 or NF4 codes, no float weight), the
+LoRALinear keeps that layer whole as its frozen `base_layer` (PEFT's name: `...c_attn.base_layer.
+weight_codes`) and adds the adapters, which train in float; merge() is refused there, as W + s B A
+would not fit the codes.
+
 Leaves out: LoRA for embeddings and convolutions, several adapters per layer,
-rank-stabilised scaling, QLoRA's quantised base weights (all in Hugging Face's peft).
+rank-stabilised scaling (all in Hugging Face's peft).
 
 Read next: gpt/logprobs.py (aligning a model with preferences: reward model, PPO, DPO), then
 gpt/cli.py (the command line: train, sample, export to Hugging Face's layout, ...);
@@ -51,17 +56,26 @@ class LoRALinear(Linear):
         self.lora_B = Parameter(get_array_module(self.lora_A.data).zeros((out_features, r), self.lora_A.dtype))  # (out, r)
         self.lora_dropout = Dropout(dropout)
         self.merged = False
+        self.base_layer: Module | None = None  # QLoRA: the quantized layer standing in for weight and bias
 
     @classmethod
     def from_linear(cls, linear: Linear, r: int = 8, alpha: float = 16.0, dropout: float = 0.0) -> LoRALinear:
-        """Wrap an existing Linear: its weight and bias Parameters (the same objects) become the frozen base."""
+        """Wrap an existing Linear: its weight and bias Parameters (the same objects) become the frozen base;
+        a quantized layer (gpt/quantize.py: it has a `quantized` kind) is kept whole as base_layer."""
+        quantized = getattr(linear, "quantized", None)
         lora = cls(linear.in_features, linear.out_features, r, alpha, dropout, bias=linear.bias is not None)
-        dev = linear.weight.device
-        lora.weight = linear.weight.requires_grad_(False)
-        if linear.bias is not None:
-            lora.bias = linear.bias.requires_grad_(False)
-        lora.lora_A = Parameter(lora.lora_A.to(dev).data.astype(linear.weight.dtype, copy=False))
-        lora.lora_B = Parameter(lora.lora_B.to(dev).data.astype(linear.weight.dtype, copy=False))
+        if quantized:
+            for p in linear.parameters():
+                p.requires_grad_(False)
+            like = linear.dequantize_weight()  # the dtype and device of the weight the codes stand for
+            lora.weight, lora.bias, lora.base_layer = None, None, linear  # the quantized layer is the base
+        else:
+            like = linear.weight
+            lora.weight = linear.weight.requires_grad_(False)
+            if linear.bias is not None:
+                lora.bias = linear.bias.requires_grad_(False)
+        lora.lora_A = Parameter(lora.lora_A.to(like.device).data.astype(like.dtype, copy=False))
+        lora.lora_B = Parameter(lora.lora_B.to(like.device).data.astype(like.dtype, copy=False))
         return lora
 
     def delta_weight(self) -> Any:
@@ -69,7 +83,10 @@ class LoRALinear(Linear):
         return self.scaling * (self.lora_B.data @ self.lora_A.data)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.linear(x, self.weight, self.bias)  # (..., out), the frozen layer
+        if self.base_layer is not None:  # QLoRA: the quantized layer dequantizes its own weight
+            y = self.base_layer(x)  # (..., out)
+        else:
+            y = F.linear(x, self.weight, self.bias)  # (..., out), the frozen layer
         if self.merged:
             return y
         h = F.linear(self.lora_dropout(x), self.lora_A)  # (..., r)
@@ -79,6 +96,9 @@ class LoRALinear(Linear):
         """W <- W + s B A, in place; forward then skips the adapter path."""
         if self.merged:
             raise RuntimeError("LoRALinear.merge: already merged")
+        if self.base_layer is not None:
+            raise RuntimeError(f"LoRALinear.merge: the base is quantized ({self.base_layer.quantized}): W + s B A "
+                               f"would not fit its codes; keep the adapters separate")
         self.weight.data += self.delta_weight()
         self.merged = True
 
@@ -106,7 +126,7 @@ def apply_lora(model: Module, targets: tuple[str, ...] | list[str], r: int = 8, 
     for name, m in model.named_modules():
         for t in targets:
             if name == t or name.endswith("." + t):
-                if not isinstance(m, Linear) or isinstance(m, LoRALinear):
+                if not (isinstance(m, Linear) or getattr(m, "quantized", None)) or isinstance(m, LoRALinear):
                     raise TypeError(f"apply_lora: {name!r} is a {type(m).__name__}, not a Linear to adapt")
                 found[t].append(name)
     unmatched = [t for t, names in found.items() if not names]
