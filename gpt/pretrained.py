@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gpt.model import GPT
+from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import Tokenizer
 from gpt.train import TrainConfig, load_model, train
 
@@ -38,7 +38,8 @@ def pretrained_base(text: str, out_dir: str | Path, ckpt: str | Path | None = No
                       **settings)
     if path.is_file() and data.is_file() and data.read_text(encoding="utf-8") == text:
         model, tok, meta = load_model(path)
-        same = all(meta["model_config"].get(k) == v for k, v in asdict(cfg.model).items() if k != "vocab_size")
+        saved = {**asdict(GPTConfig()), **meta["model_config"]}  # a field added since it was saved: its default
+        same = all(saved.get(k) == v for k, v in asdict(cfg.model).items() if k != "vocab_size")
         if meta.get("iter") == cfg.max_iters and same:
             return model, tok, {"ckpt": str(path), "pretrain_iters": cfg.max_iters, "pretrain_seconds": 0.0}
     out.mkdir(parents=True, exist_ok=True)

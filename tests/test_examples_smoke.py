@@ -64,7 +64,13 @@ def smallest_run(name: str) -> list[str]:
     return shlex.split(line.split(f"examples/{name}.py", 1)[1].split(" about ")[0])
 
 
-@pytest.mark.parametrize("name", EXAMPLES)
+# Smallest runs of over 3 s (a base pretrained first, or PyTorch imported) run with the slow tests,
+# so that the default suite stays under 2 minutes on 2 cores; CI runs both.
+SLOW_SMALLEST = {"align_shakespeare", "make_smaller", "finetune_classify", "finetune_instructions",
+                 "bert_shakespeare", "vit_digits", "torch_baseline"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SMALLEST else n for n in EXAMPLES])
 def test_the_smallest_run_that_help_times_ends_with_its_metrics(name, tmp_path):
     """The script alone in a temporary folder (no other example beside it to import), with the
     pretrained base of the GPT fine-tuning examples kept there too."""

@@ -42,3 +42,22 @@ def test_another_text_or_other_settings_train_again(tmp_path, capsys):
         _, _, info = pretrained_base(text, tmp_path, **settings)
         assert "pretrain_val_loss" in info and "\npretrained " in capsys.readouterr().out, settings
     assert (tmp_path / "pretrain.txt").read_text(encoding="utf-8") == TEXT  # the last run's text
+
+
+def test_a_run_saved_before_a_config_field_existed_is_reused(tmp_path, capsys, monkeypatch):
+    """A checkpoint written before GPTConfig gained a field (n_expert, attn_window, ...) lacks it in
+    its meta; the field's default stands in, so the run is reused, not trained again."""
+    import gpt.pretrained as pretrained
+
+    pretrained_base(TEXT, tmp_path, **TINY)
+    capsys.readouterr()
+    real = pretrained.load_model
+
+    def old_meta(path):
+        model, tok, meta = real(path)
+        config = {k: v for k, v in meta["model_config"].items() if k not in ("n_expert", "attn_window")}
+        return model, tok, {**meta, "model_config": config}
+
+    monkeypatch.setattr(pretrained, "load_model", old_meta)
+    _, _, info = pretrained_base(TEXT, tmp_path, **TINY)
+    assert capsys.readouterr().out == "" and info["pretrain_seconds"] == 0.0

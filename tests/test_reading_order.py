@@ -24,9 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("minigrad", "gpt")
 START, GPT_START = "minigrad/__init__.py", "gpt/__init__.py"
-TOLERATED_MISSING = {"minigrad/ops/rmsnorm.py", "minigrad/ops/flash_attention.py", "minigrad/ops/experts.py",
-                     "minigrad/ops/quant.py", "gpt/moe.py", "gpt/quantize.py", "gpt/distill.py", "gpt/prune.py",
-                     "gpt/t5.py"}  # other work in progress
+TOLERATED_MISSING = {"minigrad/viz.py", "minigrad/exercises/__init__.py"}  # other work in progress
 LEARNER_TOOLS = {"minigrad/graph_layout.py", "minigrad/viz.py", "minigrad/exercises/__init__.py"}  # after speed.py
 INDEX_FILES = {"minigrad/ops/__init__.py", "minigrad/nn/__init__.py", "minigrad/optim/__init__.py",
                "minigrad/utils/__init__.py"}
