@@ -38,9 +38,12 @@ def losses(out: Path) -> list[tuple[int, float]]:
 
 def start_training(tmp_path: Path, out: str, *flags: str) -> subprocess.Popen:
     (tmp_path / "input.txt").write_text(TEXT)
+    # SIGINT as at a terminal: under `nohup` or `&` the tests inherit it ignored, and training leaves an
+    # ignored signal ignored (train.StopOnSignal), so the test's Ctrl-C would never arrive.
     return subprocess.Popen([sys.executable, "-m", "gpt", "train", "--data", "input.txt", "--out_dir", out, *TINY, *flags],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MINIGRAD_TRACEBACK": ""})
+                            env={**os.environ, "MINIGRAD_TRACEBACK": ""},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_steps(proc: subprocess.Popen, log: Path, n: int) -> None:
