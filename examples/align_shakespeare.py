@@ -323,7 +323,7 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
     base = results[0]["base"]
     ax_gold.axhline(base["gold"], color="grey", lw=0.8, label="base")
     ax_rm.axhline(base["rm"], color="grey", lw=0.8, label="base")
-    ax_gold.set(xlabel="sqrt(KL to the base), nats^(1/2)", ylabel="gold score (real-word fraction)",
+    ax_gold.set(xlabel="sqrt(KL to the base), nats^(1/2)", ylabel="gold score (distinct real words / words)",
                 title="what the person wanted")
     ax_rm.set(xlabel="sqrt(KL to the base), nats^(1/2)", ylabel="reward-model score (base: mean 0, std 1)",
               title="what the reward model says")
@@ -339,7 +339,7 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
 EPILOG = """times on a 2-core machine, one BLAS thread (the pretraining is skipped when --base_dir has it):
   python examples/align_shakespeare.py --pretrain_iters 5 --pairs 32 --held_out_pairs 16 --rm_epochs 1 --ppo_iters 1 --rollout 8 --dpo_epochs 1 --eval_prompts 8 --seeds 0 --no-no_kl  about 8 s (the smallest run)
   python examples/align_shakespeare.py --plot docs/align_overoptimisation.png
-                                       the README's run (docs/alignment.md gives its time)"""
+                                       the README's run (docs/chapters/12_alignment.md gives its time)"""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
